@@ -1,0 +1,441 @@
+-- A box: one container with a long-lived shell on its attach stream.
+--
+-- Each command is sent as one line to that shell and followed by a sentinel
+-- print with a fresh random token; lockup.core's stream finds the token on
+-- stdout and on stderr, which ends the command's output on each, and reads the
+-- exit code that follows it. See docs in README.md ("How a command runs").
+local core = require "lockup.core"
+local docker_api = require "lockup.docker"
+local scheduler = require "lockup.scheduler"
+local result = require "lockup.result"
+
+local setmetatable, type, tostring, pairs, ipairs, error, pcall = setmetatable, type, tostring, pairs, ipairs, error, pcall
+local string_format, table_concat = string.format, table.concat
+local now, wait = core.monotime, scheduler.wait
+
+local _M = {}
+
+local OWNER_LABEL = "lockup.owner"
+_M.OWNER_LABEL = OWNER_LABEL
+local REAP_TIMEOUT = 10 -- seconds to wait for the daemon to remove a stopped container
+local STDIN_CHUNK = 16384 -- stdin bytes per printf line
+
+-- PID 1 of every box. The session shell ("$0") reads commands from `cat`, not
+-- from the container's stdin itself: when the attach connection closes (stop,
+-- garbage collection, or the Lua process killed with SIGKILL) cat sees EOF and
+-- `kill -9 -1` ends everything, even a command still running, so the
+-- container (AutoRemove) goes away with the connection. When the session
+-- shell exits on its own, the same kill ends cat, and PID 1 exits with the
+-- shell's code. Fds 7 and 8 keep the shell's stdout and stderr so that each
+-- command can be given them afresh (see command_line).
+-- PID 1's own stderr goes to /dev/null (fd 9 keeps the real one for the session
+-- shell), or it would report "Killed" for the pipeline it waits on.
+local LIFELINE = table_concat({
+  'command -v cat >/dev/null 2>&1 || exec "$0" 7>&1 8>&2',
+  'exec 9>&2 2>/dev/null',
+  '{ cat; kill -9 -1; } | { "$0" 2>&9 7>&1 8>&9 9>&-; c=$?; kill -9 -1; exit $c; }',
+}, "\n")
+
+local function owner()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local host = f and f:read("l") or os.getenv("HOSTNAME") or "localhost"
+  if f then f:close() end
+  return host .. "/" .. core.getpid()
+end
+_M.owner = owner
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Bytes as a printf format that prints exactly them (NULs included).
+local function printf_literal(s)
+  return "'" .. s:gsub("[%z\1-\31\127-\255'\\%%]", function(c)
+    return string_format("\\%03o", c:byte())
+  end) .. "'"
+end
+
+-- The text that runs `cmd` in the session shell. `command eval` keeps a syntax
+-- error in cmd from ending the shell; the braces run it in the shell itself, so
+-- cd, variables and functions persist; the redirections on the group give it
+-- the shell's stdout/stderr afresh and restore them after (a command may close
+-- its own). stdin is /dev/null, or a file holding exactly opts.stdin, written
+-- by printf lines first (stdin never travels raw on the shell's input, where
+-- the shell would read it as commands) and unlinked once open.
+local function command_line(cmd, token_hex, stdin)
+  local lines, source = {}, "/dev/null"
+  local tail = string_format("command printf '\\001%s %%d\\n' $?; command printf '\\001%s 0\\n' >&2",
+    token_hex, token_hex)
+  if stdin then
+    source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
+    lines[1] = "command printf '' >" .. source
+    for i = 1, #stdin, STDIN_CHUNK do
+      lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
+    end
+    lines[#lines + 1] = string_format("{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
+      source, shell_quote(cmd), source, tail)
+  else
+    lines[1] = string_format("{ command eval %s; } </dev/null >&7 2>&8; %s", shell_quote(cmd), tail)
+  end
+  return table_concat(lines, "\n") .. "\n"
+end
+_M.command_line = command_line -- for specs
+
+-- Options -------------------------------------------------------------------
+
+local START_OPTIONS = {
+  image = "string", shell = "string", env = "table", workdir = "string", user = "string",
+  labels = "table", name = "string", timeout = "number",
+}
+local RUN_OPTIONS = { stdin = "string", timeout = "number", on_stdout = "function", on_stderr = "function" }
+local EXEC_OPTIONS = {
+  stdin = "string", timeout = "number", on_stdout = "function", on_stderr = "function",
+  env = "table", workdir = "string", user = "string",
+}
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+-- Programmer errors throw, naming the option (a typo must not pass silently).
+local function check_options(opts, known, fname, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string_format("bad argument to '%s' (table of options expected, got %s)", fname, type(opts)), level + 1)
+  end
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then
+      error(string_format("unknown option '%s' to '%s' (known: %s)", tostring(k), fname,
+        table_concat(sorted_keys(known), ", ")), level + 1)
+    end
+    if type(v) ~= want then
+      error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want, type(v)), level + 1)
+    end
+  end
+  if opts.timeout and not (opts.timeout > 0) then
+    error(string_format("bad option 'timeout' to '%s' (positive number of seconds expected)", fname), level + 1)
+  end
+  return opts
+end
+
+local function env_list(env, fname)
+  if not env then return nil end
+  local list = {}
+  for _, k in ipairs(sorted_keys(env)) do
+    local v = env[k]
+    if type(k) ~= "string" or k == "" or k:find("[=%z]") or (type(v) ~= "string" and type(v) ~= "number") then
+      error(string_format("bad option 'env' to '%s' (a table of NAME = string expected)", fname), 3)
+    end
+    list[#list + 1] = k .. "=" .. v
+  end
+  return list
+end
+
+-- The box ----------------------------------------------------------------------
+
+local Box = {}
+local box_mt = { __index = Box, __name = "lockup.box" }
+
+function box_mt.__tostring(self)
+  local state = self.dead and ("dead: " .. self.dead) or "running"
+  return string_format("lockup.box %s (%s, %s)", self.id:sub(1, 12), self.image, state)
+end
+
+-- Garbage collection cannot make API calls; closing the attach connection is
+-- enough: the lifeline in the container ends it, and AutoRemove removes it.
+function box_mt.__gc(self)
+  if self.conn then self.conn:close() end
+  if self.waiter then self.waiter.conn:close() end
+end
+
+-- Reads the daemon's answer to the wait call made at start: the container's
+-- exit code, once it has been removed. Several coroutines may want it at once.
+function Box:reap(deadline)
+  if self.exit_code ~= nil or not self.waiter then return self.exit_code end
+  self.reap_lock:lock()
+  if self.waiter then
+    local waiter = self.waiter
+    local status, body = self.docker:receive(waiter, deadline or now() + REAP_TIMEOUT)
+    self.waiter = nil
+    waiter.conn:close()
+    if status and type(body) == "table" then self.exit_code = math.tointeger(body.StatusCode) end
+  end
+  self.reap_lock:unlock()
+  return self.exit_code
+end
+
+-- Ends the session: the box is dead from now on, with `why` as the reason.
+function Box:shut(why)
+  self.dead = self.dead or why
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+  end
+end
+
+-- Kills and removes the container; idempotent. Returns true once it is gone.
+function Box:stop()
+  if self.stopped then return true end
+  self.stopped = true
+  self.dead = self.dead or "the box was stopped"
+  -- A call in progress owns the connection; it sees the stream end and closes it.
+  if not self.lock.owner then self:shut(self.dead) end
+  if self.exit_code == nil then
+    local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill")
+    if not status and code ~= 404 and code ~= 409 then -- 404/409: already gone / not running
+      self:shut(self.dead)
+      return nil, "stopping box " .. self.id:sub(1, 12) .. ": " .. err
+    end
+  end
+  self:reap()
+  if self.exit_code == nil then -- the wait call failed: make sure it is gone
+    local status, err, code = self.docker:request("DELETE", "/containers/" .. self.id, { query = { force = 1 } })
+    if not status and code ~= 404 then return nil, "removing box " .. self.id:sub(1, 12) .. ": " .. err end
+  end
+  return true
+end
+box_mt.__close = function(self) self:stop() end
+
+-- Takes the box for one call, in call order; nil, err when it is dead.
+local function acquire(self)
+  if self.dead then return nil, self.dead end
+  local ok, err = self.lock:lock()
+  if not ok then return nil, err end
+  if self.dead then
+    self.lock:unlock()
+    return nil, self.dead
+  end
+  return true
+end
+
+-- Runs body(self, ...) holding the box; a Lua error in it (a callback that
+-- raised) leaves the shell out of step, so the box is stopped, then it is raised.
+local function locked(self, body, ...)
+  local ok, err = acquire(self)
+  if not ok then return nil, err end
+  local res = table.pack(pcall(body, self, ...))
+  self.lock:unlock()
+  if not res[1] then
+    self:stop()
+    error(res[2], 0)
+  end
+  return table.unpack(res, 2, res.n)
+end
+
+-- Reads a command's output into `out` until the stream says how it ended:
+-- "exit", "eof", "timeout", or nil, err. Callbacks get output as it arrives;
+-- without them it stays in C until the end (no copies on the way).
+local function collect(stream, conn, opts, deadline, out)
+  while true do
+    local st, err = stream:pump(conn)
+    if opts.on_stdout then
+      local chunk = stream:take(1)
+      if #chunk > 0 then opts.on_stdout(chunk) end
+    end
+    if opts.on_stderr then
+      local chunk = stream:take(2)
+      if #chunk > 0 then opts.on_stderr(chunk) end
+    end
+    if st == "wait" then
+      if not wait(conn:fd(), "r", deadline) then st = "timeout" end
+    elseif st == "more" then
+      scheduler.yield()
+    end
+    if st ~= "wait" and st ~= "more" then
+      out.stdout = opts.on_stdout and "" or stream:take(1)
+      out.stderr = opts.on_stderr and "" or stream:take(2)
+      return st, err
+    end
+  end
+end
+
+local function run_locked(self, cmd, opts)
+  local started = now()
+  local deadline = started + (opts.timeout or self.timeout)
+  local token_hex = core.random_hex(16)
+  self.stream:arm("\1" .. token_hex)
+  local ok, err = docker_api.send_all(self.conn, command_line(cmd, token_hex, opts.stdin), deadline)
+  local out = {}
+  local st
+  if ok then
+    st, err = collect(self.stream, self.conn, opts, deadline, out)
+  else
+    st = err == "timed out" and "timeout" or nil
+  end
+  out.duration = now() - started
+  if st == "exit" then
+    out.code = self.stream:code()
+    return result.new(out)
+  elseif st == "timeout" then
+    out.timed_out = true
+    self:shut(string_format("the box was stopped: a command timed out after %gs", opts.timeout or self.timeout))
+    self:stop()
+    return result.new(out)
+  elseif st == "eof" then
+    self:shut("the box's shell has ended")
+    if self.stopped then return nil, self.dead end
+    out.code = self:reap()
+    out.exited = true
+    self.dead = string_format("the box's shell exited (code %s); start a new box", tostring(out.code))
+    return result.new(out)
+  end
+  self:shut("the box's session failed: " .. tostring(err))
+  self:stop()
+  return nil, self.dead
+end
+
+-- box:run(cmd [, opts]) -> result | nil, err
+function Box:run(cmd, opts)
+  if type(cmd) ~= "string" then
+    error("bad argument #1 to 'run' (string expected, got " .. type(cmd) .. ")", 2)
+  end
+  if cmd:find("\0", 1, true) then
+    error("bad argument #1 to 'run' (a shell command cannot contain NUL bytes; pass data with opts.stdin)", 2)
+  end
+  opts = check_options(opts, RUN_OPTIONS, "run", 2)
+  return locked(self, run_locked, cmd, opts)
+end
+
+local function exec_locked(self, argv, opts)
+  local started = now()
+  local timeout = opts.timeout or self.timeout
+  local deadline = started + timeout
+  local d = self.docker
+  local status, created = d:request("POST", "/containers/" .. self.id .. "/exec", { body = {
+    AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
+    Cmd = argv, Env = env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user,
+  } })
+  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. created end
+  local path = "/exec/" .. created.Id
+  local conn, rest
+  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
+  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. conn end
+  local stream = core.stream()
+  stream:arm()
+  stream:feed(rest)
+  local out, st, err = {}, nil, nil
+  local sent, serr = true, nil
+  if opts.stdin then
+    sent, serr = docker_api.send_all(conn, opts.stdin, deadline)
+    if sent then sent, serr = conn:shutdown() end
+  end
+  if sent then
+    st, err = collect(stream, conn, opts, deadline, out)
+  else
+    st, err = serr == "timed out" and "timeout" or nil, serr
+  end
+  conn:close()
+  out.duration = now() - started
+  if st == "timeout" then
+    out.timed_out = true
+    return result.new(out)
+  elseif st ~= "eof" then
+    return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. tostring(err)
+  end
+  local info
+  status, info = d:request("GET", path .. "/json")
+  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. info end
+  out.code = math.tointeger(info.ExitCode)
+  return result.new(out)
+end
+
+-- box:exec(argv [, opts]) -> result | nil, err: argv through the Engine's exec
+-- API, no shell involved.
+function Box:exec(argv, opts)
+  if type(argv) ~= "table" or #argv == 0 then
+    error("bad argument #1 to 'exec' (non-empty list of strings expected)", 2)
+  end
+  for i, a in ipairs(argv) do
+    if type(a) ~= "string" then
+      error(string_format("bad argument #1 to 'exec' (argv[%d] is a %s, string expected)", i, type(a)), 2)
+    end
+  end
+  opts = check_options(opts, EXEC_OPTIONS, "exec", 2)
+  env_list(opts.env, "exec")
+  return locked(self, exec_locked, argv, opts)
+end
+
+-- Start ------------------------------------------------------------------------
+
+local DEFAULT_RUN_TIMEOUT = 300 -- seconds, per command, unless the box or call says otherwise
+
+-- Why a container did not start, told so the user knows what to do.
+local function start_error(image, shell, err, code)
+  if code == 404 and err:find("No such image", 1, true) then
+    return string_format("image '%s' not found: build it (docker:build, docker build) or pull it first", image)
+  end
+  if err:find(shell, 1, true) and (err:find("no such file", 1, true) or err:find("not found", 1, true)) then
+    return string_format("image '%s' has no shell at %s: give another with start{ shell = ... } (%s)",
+      image, shell, err)
+  end
+  return string_format("starting a box from '%s': %s", image, err)
+end
+
+function _M.start(d, opts)
+  opts = check_options(opts, START_OPTIONS, "start", 3)
+  if not opts.image then error("bad argument to 'start' (option 'image' is required)", 3) end
+  local shell = opts.shell or "/bin/sh"
+  local labels = { [OWNER_LABEL] = owner() }
+  for k, v in pairs(opts.labels or {}) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      error("bad option 'labels' to 'start' (a table of string = string expected)", 3)
+    end
+    labels[k] = v
+  end
+  local status, created, code = d:request("POST", "/containers/create", {
+    query = opts.name and { name = opts.name },
+    body = {
+      Image = opts.image,
+      Entrypoint = { shell, "-c", LIFELINE, shell },
+      Env = env_list(opts.env, "start"),
+      WorkingDir = opts.workdir,
+      User = opts.user,
+      Labels = labels,
+      AttachStdin = true, AttachStdout = true, AttachStderr = true,
+      OpenStdin = true, StdinOnce = true, Tty = false,
+      NetworkDisabled = true,
+      HostConfig = {
+        AutoRemove = true,
+        NetworkMode = "none",
+        LogConfig = { Type = "none", Config = {} }, -- output is ours alone, never on the daemon's disk
+      },
+    },
+  })
+  if not status then return nil, start_error(opts.image, shell, created, code) end
+  local id = created.Id
+
+  local self = setmetatable({
+    id = id, image = opts.image, docker = d, shell = shell,
+    timeout = opts.timeout or DEFAULT_RUN_TIMEOUT,
+    stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),
+  }, box_mt)
+  local function fail(err, c)
+    self:shut("the box failed to start")
+    d:request("DELETE", "/containers/" .. id, { query = { force = 1 } })
+    if self.waiter then self.waiter.conn:close() end
+    self.waiter = nil
+    return nil, start_error(opts.image, shell, err, c)
+  end
+
+  -- Ask for the exit code now: with AutoRemove it is gone once the container is.
+  local waiter, err = d:send("POST", "/containers/" .. id .. "/wait", { query = { condition = "removed" }, dedicated = true })
+  if not waiter then return fail(err) end
+  self.waiter = waiter
+  local conn, rest
+  status, conn, rest = d:request("POST", "/containers/" .. id .. "/attach", {
+    query = { stream = 1, stdin = 1, stdout = 1, stderr = 1 }, hijack = true,
+  })
+  if not status then return fail(conn, rest) end
+  self.conn = conn
+  if #rest > 0 then self.stream:feed(rest) end
+  status, err, code = d:request("POST", "/containers/" .. id .. "/start")
+  if not status then return fail(err, code) end
+  return self
+end
+
+_M.Box = Box
+return _M

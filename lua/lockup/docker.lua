@@ -1,0 +1,303 @@
+-- A Docker Engine API client: endpoints, version negotiation, REST calls over
+-- pooled keep-alive connections, and hijacked streams (attach, exec).
+--
+-- Every wait goes through lockup.scheduler, so a call yields inside lockup.run
+-- and blocks anywhere else.
+local core = require "lockup.core"
+local scheduler = require "lockup.scheduler"
+local cjson = require("cjson").new()
+
+local setmetatable, type, tostring, tonumber, pairs, error = setmetatable, type, tostring, tonumber, pairs, error
+local table_concat, string_format = table.concat, string.format
+local now, wait = core.monotime, scheduler.wait
+
+local _M = {}
+
+_M.MIN_API = "1.30" -- AutoRemove, `wait?condition=removed`, `Upgrade: tcp` on attach
+_M.MAX_API = "1.45" -- the newest API whose requests lockup writes
+local DEFAULT_TIMEOUT = 60 -- seconds for one REST call
+local POOL_MAX = 8 -- idle keep-alive connections kept per client
+
+_M.null = cjson.null
+_M.encode = cjson.encode
+
+local Docker = {}
+Docker.__index = Docker
+Docker.__name = "lockup.docker"
+
+function Docker:__tostring()
+  return string_format("lockup.docker (%s, API %s)", self.endpoint, self.api_version or "?")
+end
+
+local function api_number(v)
+  local major, minor = tostring(v or ""):match("^(%d+)%.(%d+)$")
+  return major and tonumber(major) * 1000 + tonumber(minor)
+end
+
+-- Turns what the user gave into {endpoint, url, socket}: curl connects to `url`,
+-- through the unix socket `socket` when there is one.
+local function parse_target(target)
+  if target == nil then target = os.getenv("DOCKER_HOST") or "unix:///var/run/docker.sock" end
+  local opts = {}
+  if type(target) == "table" then
+    opts = target
+    if target.socket and target.host then
+      return nil, "give either socket or host/port, not both"
+    end
+    if target.url then
+      target = target.url
+    elseif target.socket then
+      target = "unix://" .. target.socket
+    elseif target.host then
+      target = "tcp://" .. target.host .. ":" .. (target.port or 2375)
+    else
+      target = os.getenv("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    end
+  end
+  if type(target) ~= "string" then
+    return nil, "expected a URL (unix:///path or tcp://host:port) or a table {socket=...} / {host=..., port=...}"
+  end
+  local path = target:match("^unix://(/.*)$")
+  if path then
+    return { endpoint = target, url = "http://localhost/", socket = path }, opts
+  end
+  local host, port = target:match("^tcp://([^/:]+):(%d+)/?$")
+  if not host then host, port = target:match("^http://([^/:]+):(%d+)/?$") end
+  if not host then host, port = target:match("^tcp://(%[[%x:]+%]):(%d+)/?$") end
+  if host then
+    return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/" }, opts
+  end
+  return nil, string_format("unsupported Docker endpoint %q: use unix:///path/to/docker.sock or tcp://host:port", target)
+end
+
+local ERRNO_EACCES, ERRNO_ENOENT, ERRNO_ECONNREFUSED = 13, 2, 111
+
+function Docker:connect_error(err, errno)
+  if errno == ERRNO_EACCES then
+    return string_format("permission denied on %s: this user may not use the Docker daemon; "
+      .. "add it to the docker group (sudo usermod -aG docker $USER, then log in again) or run as root",
+      self.endpoint)
+  elseif errno == ERRNO_ENOENT or errno == ERRNO_ECONNREFUSED then
+    return string_format("cannot connect to the Docker daemon at %s (%s): is dockerd running? "
+      .. "Start it (`make example` does, or: sudo dockerd --bridge=none --iptables=false &) or set DOCKER_HOST",
+      self.endpoint, errno == ERRNO_ENOENT and "no such socket" or "connection refused")
+  end
+  return string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
+end
+
+-- A new connection, connected (or nil, err).
+function Docker:open(deadline)
+  local c = core.conn(self.url, self.socket, math.max(0.001, deadline - now()))
+  while true do
+    local ok, fd, want, timer = c:connect()
+    if ok then return c end
+    if ok == nil then
+      c:close()
+      return nil, self:connect_error(fd, want)
+    end
+    if now() >= deadline then
+      c:close()
+      return nil, "timed out connecting to the Docker daemon at " .. self.endpoint
+    end
+    local until_ = timer and math.min(deadline, now() + timer) or deadline
+    if fd >= 0 then wait(fd, want, until_) else scheduler.sleep(math.max(0, until_ - now())) end
+  end
+end
+
+-- Sends all of data[from..] on c before the deadline.
+function _M.send_all(c, data, deadline, from)
+  local i = from or 1
+  while i <= #data do
+    local n, err = c:send(data, i)
+    if not n then return nil, err end
+    if n == 0 and not wait(c:fd(), "w", deadline) then return nil, "timed out" end
+    i = i + n
+  end
+  return true
+end
+
+local function query_string(q)
+  if not q then return "" end
+  local keys, parts = {}, {}
+  for k in pairs(q) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "table" then v = cjson.encode(v) end
+    v = tostring(v):gsub("[^%w%-%._~]", function(ch) return string_format("%%%02X", ch:byte()) end)
+    parts[#parts + 1] = k .. "=" .. v
+  end
+  return #parts > 0 and ("?" .. table_concat(parts, "&")) or ""
+end
+
+local function request_text(self, method, path, opts)
+  local body, ctype = opts.body, opts.content_type
+  if type(body) == "table" then
+    body, ctype = cjson.encode(body), "application/json"
+  end
+  local target = (opts.unversioned and "" or self.prefix) .. path .. query_string(opts.query)
+  local lines = { method .. " " .. target .. " HTTP/1.1", "Host: docker", "User-Agent: lockup" }
+  if opts.hijack then
+    lines[#lines + 1] = "Connection: Upgrade"
+    lines[#lines + 1] = "Upgrade: tcp"
+  end
+  if body then
+    lines[#lines + 1] = "Content-Type: " .. (ctype or "application/octet-stream")
+    lines[#lines + 1] = "Content-Length: " .. #body
+  elseif method == "POST" or method == "PUT" then
+    lines[#lines + 1] = "Content-Length: 0"
+  end
+  lines[#lines + 1] = "\r\n"
+  return table_concat(lines, "\r\n") .. (body or "")
+end
+
+-- Sends a request; returns a pending call to hand to Docker:receive. A pooled
+-- connection the daemon has closed meanwhile fails on first use: then the call
+-- is retried once on a fresh connection (nothing of it reached the daemon).
+function Docker:send(method, path, opts)
+  opts = opts or {}
+  local deadline = now() + (opts.timeout or self.timeout)
+  local text = request_text(self, method, path, opts)
+  -- opts.dedicated: a call whose answer comes much later (wait) takes a connection of its own
+  local pooled = not (opts.hijack or opts.dedicated) and table.remove(self.idle)
+  local c, err = pooled
+  if not c then
+    c, err = self:open(deadline)
+    if not c then return nil, err end
+  end
+  local ok
+  ok, err = _M.send_all(c, text, deadline)
+  if not ok and pooled then
+    c:close()
+    return self:send(method, path, opts)
+  end
+  if not ok then
+    c:close()
+    return nil, string_format("%s %s: %s", method, path, err)
+  end
+  return { conn = c, method = method, path = path, opts = opts, deadline = deadline, text = text, pooled = pooled }
+end
+
+local function decode(body, headers)
+  if (headers["content-type"] or ""):find("json", 1, true) and #body > 0 then
+    local ok, v = pcall(cjson.decode, body)
+    if ok then return v end
+  end
+  return body
+end
+
+-- The daemon's own message for a failed call.
+local function error_message(call, status, body)
+  local msg = type(body) == "table" and body.message or tostring(body):gsub("%s+$", "")
+  if msg == "" then msg = "no message" end
+  return string_format("%s (HTTP %d from %s %s)", msg, status, call.method, call.path)
+end
+
+-- Reads the response to a pending call: status, body (decoded JSON, or text),
+-- headers; or nil, err, status. With opts.hijack, a 101/200 answer returns the
+-- connection itself and the stream bytes already read: status, conn, bytes.
+-- opts.on_body(chunk) receives the body as it arrives instead.
+function Docker:receive(call, deadline)
+  local c, opts = call.conn, call.opts
+  deadline = deadline or call.deadline
+  local r = core.response(call.method == "HEAD")
+  local chunks, got_head = {}, false
+  while true do
+    local st, err = r:pump(c)
+    if opts.on_body or st == "done" then
+      local b = r:body()
+      if #b > 0 then
+        if opts.on_body and r:status() < 300 then opts.on_body(b) else chunks[#chunks + 1] = b end
+      end
+    end
+    if st == "wait" then
+      if not wait(c:fd(), "r", deadline) then
+        c:close()
+        return nil, string_format("timed out after %gs waiting for the Docker daemon (%s %s)",
+          opts.timeout or self.timeout, call.method, call.path)
+      end
+    elseif st == "more" then
+      scheduler.yield()
+    elseif st == "head" then
+      got_head = true
+      local status = r:status()
+      if opts.hijack and (status == 101 or status == 200) then
+        return status, c, r:rest()
+      end
+    elseif st == "done" then
+      local status, headers = r:status(), r:headers()
+      if r:keep_alive() and not opts.dedicated and #self.idle < POOL_MAX then self.idle[#self.idle + 1] = c else c:close() end
+      local body = decode(table_concat(chunks), headers)
+      if status >= 400 then return nil, error_message(call, status, body), status end
+      return status, body, headers
+    else
+      c:close()
+      if not got_head and call.pooled then
+        -- The daemon had closed this idle connection: try once more on a new one.
+        local again, e2 = self:send(call.method, call.path, call.opts)
+        if not again then return nil, e2 end
+        again.pooled = false
+        return self:receive(again, deadline)
+      end
+      return nil, string_format("%s %s: %s", call.method, call.path, err or "connection closed")
+    end
+  end
+end
+
+-- One REST call: status, body, headers | nil, err, status.
+function Docker:request(method, path, opts)
+  local call, err = self:send(method, path, opts)
+  if not call then return nil, err end
+  return self:receive(call)
+end
+
+function Docker:ping()
+  local status, body = self:request("GET", "/_ping", { unversioned = true })
+  if not status then return nil, body end
+  return body == "OK" or body
+end
+
+function Docker:version()
+  local status, body = self:request("GET", "/version", { unversioned = true })
+  if not status then return nil, body end
+  return body
+end
+
+function Docker:close()
+  for i = #self.idle, 1, -1 do
+    self.idle[i]:close()
+    self.idle[i] = nil
+  end
+end
+
+-- connect([url | opts]) -> docker | nil, err. Negotiates the API version: the
+-- daemon's own, capped at the newest one lockup knows (opts.api_version pins it).
+function _M.connect(target)
+  local where, opts = parse_target(target)
+  if not where then return nil, opts end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+    error("bad option 'timeout' to 'connect' (positive number of seconds expected)", 2)
+  end
+  local self = setmetatable({
+    endpoint = where.endpoint, url = where.url, socket = where.socket,
+    timeout = opts.timeout or DEFAULT_TIMEOUT, idle = {}, prefix = "",
+  }, Docker)
+  local info, err = self:version()
+  if not info then return nil, err end
+  if type(info) ~= "table" or not info.ApiVersion then
+    return nil, self.endpoint .. " does not look like a Docker Engine (no ApiVersion in /version)"
+  end
+  local daemon = info.ApiVersion
+  local want = opts.api_version or daemon
+  if api_number(want) > api_number(_M.MAX_API) then want = _M.MAX_API end
+  if api_number(daemon) < api_number(_M.MIN_API) or api_number(want) < api_number(_M.MIN_API) then
+    return nil, string_format("the Docker daemon at %s speaks API %s; lockup needs %s or newer",
+      self.endpoint, daemon, _M.MIN_API)
+  end
+  self.api_version = want
+  self.prefix = "/v" .. want
+  return self
+end
+
+_M.Docker = Docker
+return _M

@@ -1,0 +1,59 @@
+-- lockup: ephemeral Docker sandboxes for Lua.
+--
+--   local lockup = require "lockup"
+--   local docker = assert(lockup.connect())
+--   lockup.run(function()
+--     local box <close> = assert(docker:start{ image = "busybox:local" })
+--     print(box:run("echo hello"))
+--   end)
+local docker_api = require "lockup.docker"
+local box = require "lockup.box"
+local scheduler = require "lockup.scheduler"
+local core = require "lockup.core"
+
+local _M = {
+  _VERSION = "lockup 0.1",
+  run = scheduler.run,
+  spawn = scheduler.spawn,
+  sleep = scheduler.sleep,
+}
+
+-- lockup.connect([url | opts]) -> docker | nil, err
+_M.connect = docker_api.connect
+
+local Docker = docker_api.Docker
+
+-- docker:start(opts) -> box | nil, err
+function Docker:start(opts)
+  return box.start(self, opts)
+end
+
+-- docker:prune([{all = true}]) -> number removed | nil, err. Removes the boxes
+-- whose owning process (on this host) is gone; with all = true, every box.
+function Docker:prune(opts)
+  local status, list = self:request("GET", "/containers/json", {
+    query = { all = 1, filters = { label = { box.OWNER_LABEL } } },
+  })
+  if not status then return nil, "listing boxes: " .. list end
+  local me_host = box.owner():match("^(.*)/%d+$")
+  local removed = 0
+  for _, c in ipairs(list) do
+    local host, pid = tostring(c.Labels[box.OWNER_LABEL]):match("^(.*)/(%d+)$")
+    local stray = (opts and opts.all) or (host == me_host and not core.pid_alive(tonumber(pid)))
+    if stray then
+      local ok, err, code = self:request("DELETE", "/containers/" .. c.Id, { query = { force = 1 } })
+      if ok or code == 404 then removed = removed + 1
+      else return nil, "removing box " .. c.Id:sub(1, 12) .. ": " .. err end
+    end
+  end
+  return removed
+end
+
+-- lockup.prune([opts]) -> number removed | nil, err, on the default connection.
+function _M.prune(opts)
+  local d, err = _M.connect(opts and opts.docker)
+  if not d then return nil, err end
+  return d:prune(opts)
+end
+
+return _M

@@ -1,0 +1,249 @@
+-- Coroutines over one poll loop.
+--
+-- Library code never blocks in C: it asks scheduler.wait(fd, want, deadline).
+-- Inside lockup.run that yields the calling task and the loop polls every
+-- waiting descriptor at once; anywhere else (the REPL, a plain script, a
+-- coroutine of the user's own) it polls just that descriptor, so the same call
+-- simply blocks until done.
+local core = require "lockup.core"
+
+local coroutine, table, debug = coroutine, table, debug
+local setmetatable, error, select, type, tostring, ipairs = setmetatable, error, select, type, tostring, ipairs
+local math_huge, math_max = math.huge, math.max
+local now = core.monotime
+
+local _M = {}
+
+-- What a task yields to the loop (anything else a task yields is a plain
+-- "let the others run").
+local WAIT, SLEEP, PARK = {}, {}, {}
+
+-- The loop running now, if any: { tasks = {co = task}, ready = {co...}, waiting = {co...} }
+local loop
+
+local function task_of(co)
+  return loop and loop.tasks[co]
+end
+
+-- Is the caller a task of the running loop (so it may yield to it)?
+function _M.inside()
+  return task_of(coroutine.running()) ~= nil
+end
+
+local function poll_one(fd, want, deadline)
+  local timeout = deadline and math_max(0, deadline - now()) or -1
+  return core.poll({ fd, want }, timeout)[1] == true
+end
+
+-- Waits until fd is ready for want ("r", "w", "rw") or the deadline (monotime
+-- seconds, or nil) passes. Returns true when ready, false on timeout.
+function _M.wait(fd, want, deadline)
+  if task_of(coroutine.running()) then
+    return coroutine.yield(WAIT, fd, want, deadline)
+  end
+  return poll_one(fd, want, deadline)
+end
+
+function _M.sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    error("bad argument #1 to 'sleep' (number expected, got " .. type(seconds) .. ")", 2)
+  end
+  local deadline = now() + math_max(0, seconds)
+  if task_of(coroutine.running()) then
+    coroutine.yield(SLEEP, deadline)
+  else
+    core.poll({}, math_max(0, deadline - now()))
+  end
+end
+
+-- Lets the other tasks run (a task that has a lot to do calls it now and then).
+function _M.yield()
+  if task_of(coroutine.running()) then coroutine.yield(SLEEP, 0) end
+end
+
+-- Parks the calling task until someone calls wake(co) with it. Outside a loop
+-- nobody else could wake it, so that is an error the caller reports.
+function _M.park()
+  local co = coroutine.running()
+  if not task_of(co) then return nil, "would wait forever outside lockup.run" end
+  coroutine.yield(PARK)
+  return true
+end
+
+function _M.wake(co)
+  if loop and loop.tasks[co] then table.insert(loop.ready, co) end
+end
+
+-- A FIFO lock: calls on one box run one at a time, in call order.
+local Mutex = {}
+Mutex.__index = Mutex
+Mutex.__name = "lockup.mutex"
+
+function _M.mutex()
+  return setmetatable({ owner = nil, queue = {} }, Mutex)
+end
+
+function Mutex:lock()
+  local co = coroutine.running()
+  if not self.owner then
+    self.owner = co
+    return true
+  end
+  self.queue[#self.queue + 1] = co
+  local ok, err = _M.park()
+  if not ok then
+    table.remove(self.queue)
+    return nil, "the box is busy with a call from another coroutine, and " .. err
+  end
+  return true -- unlock() handed the lock over to us
+end
+
+function Mutex:unlock()
+  local nxt = table.remove(self.queue, 1)
+  self.owner = nxt
+  if nxt then _M.wake(nxt) end
+end
+
+local function new_task(fn, ...)
+  local co = coroutine.create(fn)
+  local t = { co = co, args = table.pack(...), index = #loop.order + 1 }
+  loop.tasks[co] = t
+  loop.order[t.index] = t
+  loop.ready[#loop.ready + 1] = co
+  return t
+end
+
+-- Resumes one task and files it under what it yielded for.
+local function step(co, ...)
+  local t = loop.tasks[co]
+  local res = table.pack(coroutine.resume(co, ...))
+  if coroutine.status(co) == "dead" then
+    loop.tasks[co] = nil
+    loop.live = loop.live - 1
+    if res[1] then
+      t.result = res[2]
+    else
+      t.error = debug.traceback(co, tostring(res[2]))
+      loop.failed = loop.failed or t
+    end
+    return
+  end
+  local what = res[2]
+  if what == WAIT then
+    t.fd, t.want, t.deadline = res[3], res[4], res[5] or math_huge
+    loop.waiting[#loop.waiting + 1] = t
+  elseif what == SLEEP then
+    t.fd, t.deadline = nil, res[3] or 0
+    loop.waiting[#loop.waiting + 1] = t
+  elseif what ~= PARK then
+    loop.ready[#loop.ready + 1] = co -- a bare coroutine.yield(): run again soon
+  end
+end
+
+local function run_loop()
+  while loop.live > 0 do
+    while #loop.ready > 0 do
+      local ready = loop.ready
+      loop.ready = {}
+      for i = 1, #ready do
+        local t = loop.tasks[ready[i]]
+        if t then
+          local args = t.args
+          t.args = nil
+          if args then step(t.co, table.unpack(args, 1, args.n)) else step(t.co) end
+        end
+      end
+    end
+    if loop.live == 0 then break end
+    local waiting = loop.waiting
+    if #waiting == 0 then
+      error("lockup.run: every task is parked and nothing can wake them (deadlock)")
+    end
+    loop.waiting = {}
+    local list, slot, nfds, first = {}, {}, 0, math_huge
+    for i = 1, #waiting do
+      local t = waiting[i]
+      if t.fd then
+        list[#list + 1] = t.fd
+        list[#list + 1] = t.want
+        nfds = nfds + 1
+        slot[i] = nfds
+      end
+      if t.deadline < first then first = t.deadline end
+    end
+    local ready = core.poll(list, first == math_huge and -1 or math_max(0, first - now()))
+    local t_now = now()
+    for i = 1, #waiting do
+      local t = waiting[i]
+      if slot[i] and ready[slot[i]] then
+        step(t.co, true)
+      elseif t.deadline <= t_now then
+        step(t.co, t.fd == nil) -- a sleep ends well; a wait times out
+      else
+        loop.waiting[#loop.waiting + 1] = t
+      end
+    end
+  end
+end
+
+-- Runs each function in its own coroutine over one event loop and returns when
+-- all are done, with each function's first result. An error in one does not stop
+-- the others; the first is raised, with its traceback, once the loop ends.
+function _M.run(...)
+  local n = select("#", ...)
+  for i = 1, n do
+    if type(select(i, ...)) ~= "function" then
+      error("bad argument #" .. i .. " to 'run' (function expected, got " .. type(select(i, ...)) .. ")", 2)
+    end
+  end
+  if loop then -- nested: run them as tasks of this loop and wait for them here
+    if not _M.inside() then error("lockup.run: a loop is already running; use lockup.spawn", 2) end
+    local me, pending, tasks = coroutine.running(), n, {}
+    for i = 1, n do
+      local fn = select(i, ...)
+      tasks[i] = new_task(function()
+        local ok, r = pcall(fn)
+        pending = pending - 1
+        if pending == 0 then _M.wake(me) end
+        if not ok then error(r, 0) end
+        return r
+      end)
+      loop.live = loop.live + 1
+    end
+    if pending > 0 then coroutine.yield(PARK) end
+    local results = {}
+    for i = 1, n do results[i] = tasks[i].result end
+    return table.unpack(results, 1, n)
+  end
+  loop = { tasks = {}, ready = {}, waiting = {}, order = {}, live = 0 }
+  for i = 1, n do
+    new_task((select(i, ...)))
+    loop.live = loop.live + 1
+  end
+  local ok, err = pcall(run_loop)
+  local done = loop
+  loop = nil
+  if not ok then error(err, 0) end
+  if done.failed then
+    local others = 0
+    for _, t in ipairs(done.order) do
+      if t.error and t ~= done.failed then others = others + 1 end
+    end
+    error(done.failed.error .. (others > 0 and ("\n(and " .. others .. " more tasks failed)") or ""), 0)
+  end
+  local results = {}
+  for i = 1, n do results[i] = done.order[i].result end
+  return table.unpack(results, 1, n)
+end
+
+-- Starts fn(...) as another task of the running loop.
+function _M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if not loop then error("lockup.spawn: call it inside lockup.run", 2) end
+  new_task(fn, ...)
+  loop.live = loop.live + 1
+end
+
+return _M

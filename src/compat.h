@@ -1,0 +1,50 @@
+/* One source for Lua 5.4 and LuaJIT 2.1 (OpenResty), which speaks the 5.1 API. */
+#ifndef LK_COMPAT_H
+#define LK_COMPAT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#if LUA_VERSION_NUM < 502
+#ifndef luaL_newlib /* LuaJIT 2.1 built with 5.2 compatibility has these */
+#define luaL_newlibtable(L, l) lua_createtable(L, 0, sizeof(l) / sizeof((l)[0]) - 1)
+#define luaL_newlib(L, l) (luaL_newlibtable(L, l), luaL_setfuncs(L, l, 0))
+static void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    for (; l->name; l++) {
+        for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+static void *luaL_testudata(lua_State *L, int i, const char *tname) {
+    void *p = lua_touserdata(L, i);
+    if (!p || !lua_getmetatable(L, i)) return NULL;
+    luaL_getmetatable(L, tname);
+    if (!lua_rawequal(L, -1, -2)) p = NULL;
+    lua_pop(L, 2);
+    return p;
+}
+#endif
+#ifndef luaL_setmetatable
+#define luaL_setmetatable(L, name) (luaL_getmetatable(L, name), lua_setmetatable(L, -2))
+#endif
+#define lk_rawlen(L, i) lua_objlen(L, i)
+#else
+#define lk_rawlen(L, i) lua_rawlen(L, i)
+#endif
+
+/* Registers a class: metatable `name` with `__name`, `__index` = methods, and
+ * the given metamethods. Leaves nothing on the stack. */
+static inline void lk_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+#endif

@@ -1,0 +1,23 @@
+/* Shared by the binding files: each registers its class into the module table. */
+#ifndef LK_L_CORE_H
+#define LK_L_CORE_H
+
+#include "compat.h"
+#include "conn.h"
+
+#define LK_CONN "lockup.conn"
+#define LK_RESPONSE "lockup.response"
+#define LK_STREAM "lockup.stream"
+
+#define LK_READ_CHUNK 65536
+
+void lk_open_conn(lua_State *L);
+void lk_open_response(lua_State *L);
+void lk_open_stream(lua_State *L);
+
+/* The open connection at index i; raises if it is closed. */
+lk_conn *lk_check_conn(lua_State *L, int i);
+/* Pushes nil, "<what>: <message>" for a failed connection; returns 2. */
+int lk_push_conn_error(lua_State *L, lk_conn *c, const char *what);
+
+#endif
