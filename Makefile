@@ -19,7 +19,43 @@ $(BUILD)/lockup/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) | $(BUILD)/lockup
 $(BUILD)/lockup:
 	mkdir -p $@
 
-clean:
-	rm -rf build build-asan
+LUA      ?= lua$(LUA_VERSION)
+RUN_ENV  := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
+BUSTED   := $(LUA) /usr/bin/busted
 
-.PHONY: clean
+# The README's two commands: each sets up what is missing, then does its job.
+example:
+	./scripts/setup.sh
+	$(MAKE) --no-print-directory
+	$(RUN_ENV) $(LUA) examples/quickstart.lua
+
+check:
+	./scripts/check.sh
+
+# The specs against the plain build (Docker Engine and test image must be up:
+# scripts/setup.sh).
+test: $(BUILD)/lockup/core.so
+	$(BUSTED)
+
+# The same specs with the core built with AddressSanitizer and UBSan; lua5.4
+# itself is not instrumented, so the ASan runtime is preloaded.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan:
+	$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)"
+	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BUSTED) --cpath='build-asan/?.so'
+
+# Compiles the core against OpenResty's LuaJIT 2.1 headers (libluajit2-5.1-dev), warnings as errors.
+LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit)
+luajit:
+	$(MAKE) --no-print-directory BUILD=build-luajit LUA_CFLAGS="$(LUAJIT_CFLAGS)" CFLAGS="-O2 -Werror"
+
+bench: $(BUILD)/lockup/core.so
+	$(RUN_ENV) $(LUA) bench/latency.lua
+
+include fuzz/fuzz.mk
+
+clean:
+	rm -rf build build-asan build-luajit
+
+.PHONY: clean example check test test-asan luajit bench

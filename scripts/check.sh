@@ -1,0 +1,50 @@
+#!/bin/sh
+# The whole test suite, as CI runs it (README: `make check`). Sets up what is
+# missing, then: the specs on the plain build, the same specs with the core
+# under AddressSanitizer + UBSan, and the core compiled against LuaJIT. Ends
+# with one line of its own, "N passed, N failed", and exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux" ./scripts/setup.sh || exit 1
+
+passed=0 failed=0 pending=0
+counts=$(mktemp)
+trap 'rm -f "$counts"' EXIT
+
+# suite NAME COMMAND...: runs a busted suite; its output handler writes the counts.
+suite() {
+    name=$1
+    shift
+    echo "== $name"
+    : >"$counts"
+    LOCKUP_COUNTS=$counts "$@"
+    rc=$?
+    if read -r p f n <"$counts" && [ -n "$p" ]; then
+        passed=$((passed + p)) failed=$((failed + f)) pending=$((pending + n))
+        # busted itself failed (e.g. a sanitizer aborted it) after counting: one more failure
+        [ $rc -eq 0 ] || [ "$f" -gt 0 ] || failed=$((failed + 1))
+    else
+        echo "$name: the suite did not finish (exit $rc)"
+        failed=$((failed + 1))
+    fi
+}
+
+# step NAME COMMAND...: a build step that counts as one test.
+step() {
+    name=$1
+    shift
+    echo "== $name"
+    if "$@"; then passed=$((passed + 1)); else echo "$name: FAILED"; failed=$((failed + 1)); fi
+}
+
+step "build" make --no-print-directory
+suite "specs" make --no-print-directory test
+suite "specs under ASan+UBSan" make --no-print-directory test-asan
+step "build against LuaJIT 2.1" make --no-print-directory luajit
+
+# Leftovers would mean a leak the specs did not see.
+left=$(docker ps -aq --filter label=lockup.owner | wc -l)
+step "no box left behind" test "$left" -eq 0
+
+echo "$passed passed, $failed failed, $pending skipped"
+[ "$failed" -eq 0 ]
