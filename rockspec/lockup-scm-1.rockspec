@@ -1,0 +1,38 @@
+rockspec_format = "3.0"
+package = "lockup"
+version = "scm-1"
+source = { url = "git+file://." }
+description = {
+  summary = "Ephemeral Docker sandboxes for Lua, with a C core",
+  detailed = [[
+    Start a throwaway container, run untrusted commands in a long-lived shell
+    step by step (stdout, stderr and exit code of each), many boxes at once
+    from coroutines, and throw the container away.
+  ]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.1", "lua-cjson" }
+external_dependencies = {
+  -- the library only: Debian keeps curl.h in a multiarch directory luarocks does not search
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["lockup"] = "lua/lockup/init.lua",
+    ["lockup.box"] = "lua/lockup/box.lua",
+    ["lockup.docker"] = "lua/lockup/docker.lua",
+    ["lockup.result"] = "lua/lockup/result.lua",
+    ["lockup.scheduler"] = "lua/lockup/scheduler.lua",
+    ["lockup.core"] = {
+      sources = {
+        "src/buf.c", "src/demux.c", "src/sentinel.c", "src/http.c", "src/conn.c",
+        "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+}
