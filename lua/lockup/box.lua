@@ -8,6 +8,7 @@ local core = require "lockup.core"
 local docker_api = require "lockup.docker"
 local scheduler = require "lockup.scheduler"
 local result = require "lockup.result"
+local options = require "lockup.options"
 
 local setmetatable, type, tostring, pairs, ipairs, error, pcall = setmetatable, type, tostring, pairs, ipairs, error, pcall
 local string_format, table_concat = string.format, table.concat
@@ -93,42 +94,13 @@ local EXEC_OPTIONS = {
   env = "table", workdir = "string", user = "string",
 }
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
-
--- Programmer errors throw, naming the option (a typo must not pass silently).
-local function check_options(opts, known, fname, level)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(string_format("bad argument to '%s' (table of options expected, got %s)", fname, type(opts)), level + 1)
-  end
-  for k, v in pairs(opts) do
-    local want = known[k]
-    if not want then
-      error(string_format("unknown option '%s' to '%s' (known: %s)", tostring(k), fname,
-        table_concat(sorted_keys(known), ", ")), level + 1)
-    end
-    if type(v) ~= want then
-      error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want, type(v)), level + 1)
-    end
-  end
-  if opts.timeout and not (opts.timeout > 0) then
-    error(string_format("bad option 'timeout' to '%s' (positive number of seconds expected)", fname), level + 1)
-  end
-  return opts
-end
-
 local function env_list(env, fname)
   if not env then return nil end
   local list = {}
-  for _, k in ipairs(sorted_keys(env)) do
+  for _, k in ipairs(options.sorted_keys(env)) do
     local v = env[k]
     if type(k) ~= "string" or k == "" or k:find("[=%z]") or (type(v) ~= "string" and type(v) ~= "number") then
-      error(string_format("bad option 'env' to '%s' (a table of NAME = string expected)", fname), 3)
+      error(string_format("bad option 'env' to '%s' (a table of NAME = string expected)", fname), 3) -- user's code
     end
     list[#list + 1] = k .. "=" .. v
   end
@@ -145,12 +117,9 @@ function box_mt.__tostring(self)
   return string_format("lockup.box %s (%s, %s)", self.id:sub(1, 12), self.image, state)
 end
 
--- Garbage collection cannot make API calls; closing the attach connection is
--- enough: the lifeline in the container ends it, and AutoRemove removes it.
-function box_mt.__gc(self)
-  if self.conn then self.conn:close() end
-  if self.waiter then self.waiter.conn:close() end
-end
+-- Garbage collection needs no metamethod of its own: a box's connections are
+-- lockup.conn userdata, closed when collected, and closing the attach
+-- connection ends the container (the lifeline above; AutoRemove removes it).
 
 -- Reads the daemon's answer to the wait call made at start: the container's
 -- exit code, once it has been removed. Several coroutines may want it at once.
@@ -296,7 +265,7 @@ function Box:run(cmd, opts)
   if cmd:find("\0", 1, true) then
     error("bad argument #1 to 'run' (a shell command cannot contain NUL bytes; pass data with opts.stdin)", 2)
   end
-  opts = check_options(opts, RUN_OPTIONS, "run", 2)
+  opts = options.check(opts, RUN_OPTIONS, "run", 2)
   return locked(self, run_locked, cmd, opts)
 end
 
@@ -354,7 +323,7 @@ function Box:exec(argv, opts)
       error(string_format("bad argument #1 to 'exec' (argv[%d] is a %s, string expected)", i, type(a)), 2)
     end
   end
-  opts = check_options(opts, EXEC_OPTIONS, "exec", 2)
+  opts = options.check(opts, EXEC_OPTIONS, "exec", 2)
   env_list(opts.env, "exec")
   return locked(self, exec_locked, argv, opts)
 end
@@ -366,7 +335,7 @@ local DEFAULT_RUN_TIMEOUT = 300 -- seconds, per command, unless the box or call 
 -- Why a container did not start, told so the user knows what to do.
 local function start_error(image, shell, err, code)
   if code == 404 and err:find("No such image", 1, true) then
-    return string_format("image '%s' not found: build it (docker:build, docker build) or pull it first", image)
+    return string_format("image '%s' not found on the Engine: build it (docker build) or pull it first", image)
   end
   if err:find(shell, 1, true) and (err:find("no such file", 1, true) or err:find("not found", 1, true)) then
     return string_format("image '%s' has no shell at %s: give another with start{ shell = ... } (%s)",
@@ -376,13 +345,17 @@ local function start_error(image, shell, err, code)
 end
 
 function _M.start(d, opts)
-  opts = check_options(opts, START_OPTIONS, "start", 3)
-  if not opts.image then error("bad argument to 'start' (option 'image' is required)", 3) end
+  -- docker:start tail-calls this: level 2 is the user's code.
+  opts = options.check(opts, START_OPTIONS, "start", 2)
+  if not opts.image then error("bad argument to 'start' (option 'image' is required)", 2) end
   local shell = opts.shell or "/bin/sh"
   local labels = { [OWNER_LABEL] = owner() }
   for k, v in pairs(opts.labels or {}) do
     if type(k) ~= "string" or type(v) ~= "string" then
-      error("bad option 'labels' to 'start' (a table of string = string expected)", 3)
+      error("bad option 'labels' to 'start' (a table of string = string expected)", 2)
+    end
+    if k == OWNER_LABEL then
+      error("bad option 'labels' to 'start' (" .. OWNER_LABEL .. " is lockup's own: prune relies on it)", 2)
     end
     labels[k] = v
   end

@@ -6,6 +6,7 @@
 local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 local cjson = require("cjson").new()
+local options = require "lockup.options"
 
 local setmetatable, type, tostring, tonumber, pairs, error = setmetatable, type, tostring, tonumber, pairs, error
 local table_concat, string_format = table.concat, string.format
@@ -34,28 +35,30 @@ local function api_number(v)
   return major and tonumber(major) * 1000 + tonumber(minor)
 end
 
+local CONNECT_OPTIONS = { socket = "string", host = "string", port = "number", url = "string",
+  timeout = "number", api_version = "string" }
+
+local function default_target()
+  local env = os.getenv("DOCKER_HOST")
+  return (env and env ~= "") and env or "unix:///var/run/docker.sock" -- empty means unset, as for the CLI
+end
+
 -- Turns what the user gave into {endpoint, url, socket}: curl connects to `url`,
--- through the unix socket `socket` when there is one.
+-- through the unix socket `socket` when there is one. Returns it and the options.
 local function parse_target(target)
-  if target == nil then target = os.getenv("DOCKER_HOST") or "unix:///var/run/docker.sock" end
   local opts = {}
   if type(target) == "table" then
-    opts = target
-    if target.socket and target.host then
-      return nil, "give either socket or host/port, not both"
+    opts = options.check(target, CONNECT_OPTIONS, "connect", 3)
+    if opts.socket and opts.host then error("bad argument to 'connect' (give socket or host/port, not both)", 3) end
+    if opts.socket and opts.socket:sub(1, 1) ~= "/" then
+      error("bad option 'socket' to 'connect' (an absolute path expected, got " .. opts.socket .. ")", 3)
     end
-    if target.url then
-      target = target.url
-    elseif target.socket then
-      target = "unix://" .. target.socket
-    elseif target.host then
-      target = "tcp://" .. target.host .. ":" .. (target.port or 2375)
-    else
-      target = os.getenv("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    end
-  end
-  if type(target) ~= "string" then
-    return nil, "expected a URL (unix:///path or tcp://host:port) or a table {socket=...} / {host=..., port=...}"
+    target = opts.url or (opts.socket and "unix://" .. opts.socket)
+      or (opts.host and "tcp://" .. opts.host .. ":" .. (opts.port or 2375)) or default_target()
+  elseif target == nil then
+    target = default_target()
+  elseif type(target) ~= "string" then
+    error("bad argument #1 to 'connect' (URL string or table of options expected, got " .. type(target) .. ")", 3)
   end
   local path = target:match("^unix://(/.*)$")
   if path then
@@ -67,7 +70,7 @@ local function parse_target(target)
   if host then
     return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/" }, opts
   end
-  return nil, string_format("unsupported Docker endpoint %q: use unix:///path/to/docker.sock or tcp://host:port", target)
+  return nil, string_format("unsupported Docker endpoint %q: use unix:///absolute/path/to/docker.sock or tcp://host:port", target)
 end
 
 local ERRNO_EACCES, ERRNO_ENOENT, ERRNO_ECONNREFUSED = 13, 2, 111
@@ -77,10 +80,13 @@ function Docker:connect_error(err, errno)
     return string_format("permission denied on %s: this user may not use the Docker daemon; "
       .. "add it to the docker group (sudo usermod -aG docker $USER, then log in again) or run as root",
       self.endpoint)
-  elseif errno == ERRNO_ENOENT or errno == ERRNO_ECONNREFUSED then
+  elseif (errno == ERRNO_ENOENT or errno == ERRNO_ECONNREFUSED) and self.socket then
     return string_format("cannot connect to the Docker daemon at %s (%s): is dockerd running? "
-      .. "Start it (`make example` does, or: sudo dockerd --bridge=none --iptables=false &) or set DOCKER_HOST",
+      .. "Start it (sudo dockerd &, or the Docker service) or point DOCKER_HOST at the right socket",
       self.endpoint, errno == ERRNO_ENOENT and "no such socket" or "connection refused")
+  elseif errno == ERRNO_ECONNREFUSED then
+    return string_format("cannot connect to the Docker daemon at %s (connection refused): "
+      .. "is dockerd listening there (dockerd -H %s)?", self.endpoint, self.endpoint)
   end
   return string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
 end
@@ -275,8 +281,8 @@ end
 function _M.connect(target)
   local where, opts = parse_target(target)
   if not where then return nil, opts end
-  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
-    error("bad option 'timeout' to 'connect' (positive number of seconds expected)", 2)
+  if opts.api_version and not api_number(opts.api_version) then
+    error("bad option 'api_version' to 'connect' (a version such as \"1.41\" expected)", 2)
   end
   local self = setmetatable({
     endpoint = where.endpoint, url = where.url, socket = where.socket,
@@ -284,16 +290,22 @@ function _M.connect(target)
   }, Docker)
   local info, err = self:version()
   if not info then return nil, err end
-  if type(info) ~= "table" or not info.ApiVersion then
+  local daemon = type(info) == "table" and info.ApiVersion
+  if not api_number(daemon) then
     return nil, self.endpoint .. " does not look like a Docker Engine (no ApiVersion in /version)"
   end
-  local daemon = info.ApiVersion
-  local want = opts.api_version or daemon
-  if api_number(want) > api_number(_M.MAX_API) then want = _M.MAX_API end
-  if api_number(daemon) < api_number(_M.MIN_API) or api_number(want) < api_number(_M.MIN_API) then
+  if api_number(daemon) < api_number(_M.MIN_API) then
     return nil, string_format("the Docker daemon at %s speaks API %s; lockup needs %s or newer",
       self.endpoint, daemon, _M.MIN_API)
   end
+  local want = opts.api_version or daemon
+  if api_number(want) > api_number(daemon) then
+    return nil, string_format("api_version %s is newer than the daemon's %s at %s", want, daemon, self.endpoint)
+  end
+  if api_number(want) < api_number(_M.MIN_API) then
+    return nil, string_format("api_version %s is too old: lockup needs %s or newer", want, _M.MIN_API)
+  end
+  if api_number(want) > api_number(_M.MAX_API) then want = _M.MAX_API end
   self.api_version = want
   self.prefix = "/v" .. want
   return self

@@ -10,6 +10,7 @@ local docker_api = require "lockup.docker"
 local box = require "lockup.box"
 local scheduler = require "lockup.scheduler"
 local core = require "lockup.core"
+local options = require "lockup.options"
 
 local _M = {
   _VERSION = "lockup 0.1",
@@ -31,6 +32,7 @@ end
 -- docker:prune([{all = true}]) -> number removed | nil, err. Removes the boxes
 -- whose owning process (on this host) is gone; with all = true, every box.
 function Docker:prune(opts)
+  opts = options.check(opts, { all = "boolean" }, "prune", 2)
   local status, list = self:request("GET", "/containers/json", {
     query = { all = 1, filters = { label = { box.OWNER_LABEL } } },
   })
@@ -39,7 +41,7 @@ function Docker:prune(opts)
   local removed = 0
   for _, c in ipairs(list) do
     local host, pid = tostring(c.Labels[box.OWNER_LABEL]):match("^(.*)/(%d+)$")
-    local stray = (opts and opts.all) or (host == me_host and not core.pid_alive(tonumber(pid)))
+    local stray = opts.all or (host == me_host and not core.pid_alive(tonumber(pid)))
     if stray then
       local ok, err, code = self:request("DELETE", "/containers/" .. c.Id, { query = { force = 1 } })
       if ok or code == 404 then removed = removed + 1
@@ -51,9 +53,13 @@ end
 
 -- lockup.prune([opts]) -> number removed | nil, err, on the default connection.
 function _M.prune(opts)
-  local d, err = _M.connect(opts and opts.docker)
-  if not d then return nil, err end
-  return d:prune(opts)
+  opts = options.check(opts, { all = "boolean", docker = "table" }, "prune", 2)
+  local d, err = opts.docker
+  if not d then
+    d, err = _M.connect()
+    if not d then return nil, err end
+  end
+  return d:prune { all = opts.all }
 end
 
 return _M

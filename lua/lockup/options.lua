@@ -1,0 +1,39 @@
+-- Checking option tables. Programmer errors throw, naming the option: a typo
+-- such as `memroy` must never pass silently.
+local type, pairs, error, tostring = type, pairs, error, tostring
+local string_format, table_concat, table_sort = string.format, table.concat, table.sort
+
+local _M = {}
+
+function _M.sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+-- Checks opts against known = {name = "type"}; `level` is the error level as
+-- seen by the caller of check (as for error()). Returns opts, or {} for nil.
+function _M.check(opts, known, fname, level)
+  level = level + 1
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string_format("bad argument to '%s' (table of options expected, got %s)", fname, type(opts)), level)
+  end
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then
+      error(string_format("unknown option '%s' to '%s' (known: %s)", tostring(k), fname,
+        table_concat(_M.sorted_keys(known), ", ")), level)
+    end
+    if type(v) ~= want then
+      error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want, type(v)), level)
+    end
+  end
+  if opts.timeout and not (opts.timeout > 0) then
+    error(string_format("bad option 'timeout' to '%s' (positive number of seconds expected)", fname), level)
+  end
+  return opts
+end
+
+return _M

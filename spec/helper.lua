@@ -1,0 +1,127 @@
+-- Shared fixtures for the specs: `local helper = require "helper"` (.busted puts
+-- spec/ on the path). Everything here talks to the real Docker Engine.
+local lockup = require "lockup"
+local now = require("lockup.core").monotime
+
+local helper = {}
+
+helper.IMAGE = "busybox:local"
+helper.LABEL = "lockup.owner"
+
+local docker
+-- The default connection, made once per busted process.
+function helper.docker()
+  if not docker then docker = assert(lockup.connect()) end
+  return docker
+end
+
+-- Ids of every container (running or not) labelled lockup.owner, sorted; with
+-- `owner` ("<host>/<pid>", see helper.owner), only those of that owner.
+function helper.boxes(owner)
+  local status, list = helper.docker():request("GET", "/containers/json", {
+    query = { all = 1, filters = { label = { owner and (helper.LABEL .. "=" .. owner) or helper.LABEL } } },
+  })
+  assert(status, list)
+  local ids = {}
+  for _, c in ipairs(list) do ids[#ids + 1] = c.Id end
+  table.sort(ids)
+  return ids
+end
+
+-- The container's inspect document, or nil once the Engine no longer knows it.
+function helper.inspect(id)
+  local status, body, code = helper.docker():request("GET", "/containers/" .. id .. "/json")
+  if status then return body end
+  assert(code == 404, body)
+  return nil
+end
+
+function helper.exists(id)
+  return helper.inspect(id) ~= nil
+end
+
+-- Force-removes a container; fine if it is already gone (for teardown).
+function helper.remove(id)
+  local status, err, code = helper.docker():request("DELETE", "/containers/" .. id, { query = { force = 1 } })
+  assert(status or code == 404, err)
+end
+
+-- Polls fn() every 0.1 s until it returns a true value (returned) or `seconds`
+-- (default 5) have passed (false).
+function helper.eventually(fn, seconds)
+  local deadline = now() + (seconds or 5)
+  while now() < deadline do
+    local v = fn()
+    if v then return v end
+    lockup.sleep(0.1)
+  end
+  return fn() or false
+end
+
+function helper.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command line: its stdout, and whether it exited 0. Plain tools
+-- run without LD_PRELOAD (under `make test-asan` it holds libasan, which some,
+-- e.g. ps, hang on); helper.lua_cmd puts it back for lua5.4.
+function helper.sh(cmd)
+  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd, "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
+-- This process's pid and the host's name, read independently of lockup.
+function helper.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("l"):match("^(%d+)")
+  f:close()
+  return math.tointeger(pid)
+end
+
+function helper.hostname()
+  return (helper.sh("uname -n"):gsub("%s+$", ""))
+end
+
+-- What the lockup.owner label of a box started by process `pid` should say.
+function helper.owner(pid)
+  return helper.hostname() .. "/" .. (pid or helper.pid())
+end
+
+-- The cpath template this run loads lockup.core with (build/?.so, or
+-- build-asan/?.so under `make test-asan`).
+function helper.cpath()
+  local so = assert(package.searchpath("lockup.core", package.cpath), "lockup.core not on package.cpath")
+  local template = so:gsub("lockup/core%.so$", "?.so")
+  return template
+end
+
+-- A shell command line running Lua `code` in a fresh lua5.4 with lockup on its
+-- paths (the same core as this run, with LD_PRELOAD passed through for ASan).
+-- opts.env: extra variables (a false value unsets it); opts.root: a directory
+-- holding lua/ and the core's build directory, instead of the current one.
+function helper.lua_cmd(code, opts)
+  opts = opts or {}
+  local root = opts.root and (opts.root .. "/") or ""
+  local cpath = helper.cpath()
+  if cpath:sub(1, 1) ~= "/" then cpath = root .. cpath:gsub("^%./", "") end
+  local env = {
+    LUA_PATH = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;",
+    LUA_CPATH = cpath .. ";;",
+    LD_PRELOAD = os.getenv("LD_PRELOAD"),
+  }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local unset, set, names = {}, {}, {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local v = env[k]
+    if v == false then unset[#unset + 1] = "-u " .. k
+    elseif v ~= nil then set[#set + 1] = k .. "=" .. helper.shell_quote(v) end
+  end
+  return table.concat({ "env", table.concat(unset, " "), table.concat(set, " "), "lua5.4 -e",
+    helper.shell_quote(code) }, " ")
+end
+
+return helper
