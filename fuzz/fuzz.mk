@@ -3,7 +3,8 @@
 #   make fuzz [FUZZ_SECONDS=60] runs each for FUZZ_SECONDS (make -j3 fuzz: side by side);
 #                              fails if one crashes (the input lands in build/fuzz/artifacts/NAME/)
 # fuzz/corpus/NAME is read-only seed: new inputs go to build/fuzz/corpus/NAME. To keep
-# a few of them: build/fuzz/fuzz_NAME -merge=1 fuzz/corpus/NAME build/fuzz/corpus/NAME
+# a few of them (new edges only, not new hit counts):
+#   build/fuzz/fuzz_NAME -merge=1 -use_counters=0 -use_cmp=0 fuzz/corpus/NAME build/fuzz/corpus/NAME
 # This file defines no default goal of its own, wherever it is included.
 _fuzz_default_goal := $(.DEFAULT_GOAL)
 

@@ -4,7 +4,7 @@
  * then the token itself when T < 0x80 ((T & 63) + 1 bytes; a first byte that recurs
  * is replaced, after checking that lk_scan_arm refuses it), else nothing (T >= 0x80:
  * the real shape, "\1" and 32 hex digits). The rest is the shell's output.
- * C bit 3: also feed one byte at a time. C bits 4-7: in an extra whole run, the emit
+ * C bit 3: also feed one byte at a time. C bits 4-7: in an extra cut run, the emit
  * callback fails on its (C >> 4)th call.
  *
  * The scanner is re-armed with the same token after each exit. Each run (whole,
@@ -370,7 +370,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (pl.flags >> 4) { /* emit fails: the feed that called it must report an error */
         r = run_new(size, pl.flags >> 4);
-        drive(r, &in, whole_b, 2);
+        drive(r, &in, b, bounds(&pl, size, 0, b));
         if (r->emit_failed) CHECK(r->nev && r->ev[r->nev - 1].type == LK_SCAN_ERROR);
         run_free(r);
     }

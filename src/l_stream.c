@@ -57,7 +57,7 @@ static int finished(const stream *s) {
 
 /* Feeds raw stream bytes; returns 0, or -1 after a failure (s->error says which). */
 static int feed(stream *s, const char *p, size_t n) {
-    if (lk_demux_feed(&s->demux, p, n, on_payload, s) < 0 && !s->events) {
+    if (lk_demux_feed(&s->demux, p, n, on_payload, s) < 0 && !(s->events & (EV_FAILED | EV_OOM))) {
         s->events |= EV_FAILED;
         s->error = "malformed frame header in Docker's multiplexed stream";
     }
@@ -101,9 +101,10 @@ static int l_arm(lua_State *L) {
     stream *s = get(L);
     size_t len;
     const char *tok = luaL_optlstring(L, 2, NULL, &len);
-    s->armed = tok != NULL;
     if (tok && (lk_scan_arm(&s->scan[0], tok, len) || lk_scan_arm(&s->scan[1], tok, len)))
         return luaL_argerror(L, 2, "token must be 1-64 bytes whose first byte does not recur");
+    s->armed = tok != NULL;
+    s->events &= ~EV_READY; /* a mark the last command left unreported is not this one's */
     return 0;
 }
 
