@@ -8,7 +8,7 @@
 local core = require "lockup.core"
 
 local coroutine, table, debug = coroutine, table, debug
-local setmetatable, error, select, type, tostring, ipairs = setmetatable, error, select, type, tostring, ipairs
+local setmetatable, error, select, type, tostring, ipairs, pairs = setmetatable, error, select, type, tostring, ipairs, pairs
 local math_huge, math_max = math.huge, math.max
 local now = core.monotime
 
@@ -125,6 +125,10 @@ local function step(co, ...)
     else
       t.error = debug.traceback(co, tostring(res[2]))
       loop.failed = loop.failed or t
+      -- A coroutine that died of an error keeps its `<close>` variables open
+      -- until closed: close them now, so `local box <close>` stops its box.
+      local closed, cerr = coroutine.close(co)
+      if not closed then t.error = t.error .. "\n(and closing it failed: " .. tostring(cerr) .. ")" end
     end
     return
   end
@@ -223,7 +227,10 @@ function _M.run(...)
   local ok, err = pcall(run_loop)
   local done = loop
   loop = nil
-  if not ok then error(err, 0) end
+  if not ok then
+    for co in pairs(done.tasks) do coroutine.close(co) end -- runs their `<close>` handlers
+    error(err, 0)
+  end
   if done.failed then
     local others = 0
     for _, t in ipairs(done.order) do
