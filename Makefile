@@ -52,6 +52,7 @@ luajit:
 
 bench: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/latency.lua
+	$(RUN_ENV) $(LUA) bench/concurrency.lua
 
 include fuzz/fuzz.mk
 
