@@ -8,10 +8,11 @@
  * callback fails on its (C >> 4)th call.
  *
  * The scanner is re-armed with the same token after each exit. Each run (whole,
- * cut, byte by byte) must give the output and events (ready / exit with code /
- * error, at the same input offsets) of a naive reference scanner; every sentinel
- * must reassemble from the output with the input; the bytes held back never exceed
- * the token and trailer. Any violation aborts. */
+ * cut, byte by byte) must give the output and events (exit with code / error, at
+ * the same input offsets) of a naive reference scanner; every sentinel must
+ * reassemble from the output with the input; the bytes held back never exceed the
+ * token and trailer. Any violation aborts. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,10 +71,13 @@ static size_t bounds(const plan *pl, size_t n, int bytewise, size_t *b) {
 
 /* --- the outcome of one run -------------------------------------------------- */
 
-#define CODE_MAX 1000000009L /* the largest code the scanner's overflow guard lets through */
+/* A trailer is " CODE\n", CODE being 1 to 10 digits whose value is at most INT_MAX.
+ * The reference uses its own bounds, so the scanner's LK_TRAILER_MAX is checked too. */
+#define CODE_DIGITS 10
+#define TRAILER_MAX (1 + CODE_DIGITS + 1)
 
 typedef struct {
-    int type;      /* LK_SCAN_READY, LK_SCAN_EXIT, LK_SCAN_ERROR */
+    int type;      /* LK_SCAN_EXIT, LK_SCAN_ERROR */
     size_t at;     /* input offset just past the event */
     int code;      /* for LK_SCAN_EXIT */
     size_t outlen; /* output emitted before it */
@@ -134,7 +138,7 @@ typedef struct {
 } input;
 
 /* The last event's sentinel, with the output since the one before, must be the
- * input between the two events: output, then the token, then " VALUE\n". */
+ * input between the two events: output, then the token, then " CODE\n". */
 static void check_reassembly(const run *r, const input *in) {
     const event *e = &r->ev[r->nev - 1];
     size_t prev_at = r->nev > 1 ? e[-1].at : 0, prev_out = r->nev > 1 ? e[-1].outlen : 0;
@@ -145,17 +149,13 @@ static void check_reassembly(const run *r, const input *in) {
     CHECK(memcmp(t, in->tok, in->tl) == 0);
     const uint8_t *v = t + in->tl, *end = in->data + e->at;
     CHECK(v[0] == ' ' && end[-1] == '\n');
-    if (e->type == LK_SCAN_READY) {
-        CHECK(end - v == 3 && v[1] == '-');
-    } else {
-        long code = 0;
-        CHECK(end - v >= 3 && end - v <= 12);
-        for (const uint8_t *q = v + 1; q < end - 1; q++) {
-            CHECK(*q >= '0' && *q <= '9');
-            code = code * 10 + (*q - '0');
-        }
-        CHECK(code == e->code);
+    long long code = 0;
+    CHECK(end - v >= 3 && end - v <= TRAILER_MAX);
+    for (const uint8_t *q = v + 1; q < end - 1; q++) {
+        CHECK(*q >= '0' && *q <= '9');
+        code = code * 10 + (*q - '0');
     }
+    CHECK(code <= INT_MAX && code == e->code);
 }
 
 /* Bytes consumed and not yet accounted for (as output or a finished sentinel) are
@@ -194,20 +194,16 @@ static void drive(run *r, const input *in, const size_t *b, size_t nb) {
             if (res == LK_SCAN_MORE) {
                 CHECK(left == 0);
                 CHECK(!r->emit_failed);
-            } else if (res == LK_SCAN_READY || res == LK_SCAN_EXIT) {
+            } else if (res == LK_SCAN_EXIT) {
                 CHECK(used > 0 && !r->emit_failed);
                 add_event(r, res, consumed, s.code);
                 check_reassembly(r, in);
-                if (res == LK_SCAN_EXIT) {
-                    CHECK(s.state == LK_SCAN_IDLE);
-                    /* idle: everything is dropped, nothing emitted */
-                    size_t u2, before = r->len;
-                    CHECK(lk_scan_feed(&s, "abc", 3, &u2, on_output, r) == LK_SCAN_MORE && u2 == 3);
-                    CHECK(r->len == before);
-                    CHECK(lk_scan_arm(&s, in->tok, in->tl) == 0);
-                } else {
-                    CHECK(s.state == LK_SCAN_OUTPUT);
-                }
+                CHECK(s.state == LK_SCAN_IDLE);
+                /* idle: everything is dropped, nothing emitted */
+                size_t u2, before = r->len;
+                CHECK(lk_scan_feed(&s, "abc", 3, &u2, on_output, r) == LK_SCAN_MORE && u2 == 3);
+                CHECK(r->len == before);
+                CHECK(lk_scan_arm(&s, in->tok, in->tl) == 0);
             } else {
                 CHECK(res == LK_SCAN_ERROR);
                 add_event(r, res, consumed, 0);
@@ -265,11 +261,11 @@ static void reference(run *r, const input *in) {
             return;
         }
         emit_ref(r, in->data + pos, t - pos);
-        size_t q = t + in->tl, lim = in->n - q < LK_TRAILER_MAX ? in->n - q : LK_TRAILER_MAX;
+        size_t q = t + in->tl, lim = in->n - q < TRAILER_MAX ? in->n - q : TRAILER_MAX;
         const uint8_t *nl = memchr(in->data + q, '\n', lim);
         if (!nl) {
-            if (in->n - q >= LK_TRAILER_MAX) {
-                add_event(r, LK_SCAN_ERROR, q + LK_TRAILER_MAX, 0);
+            if (in->n - q >= TRAILER_MAX) {
+                add_event(r, LK_SCAN_ERROR, q + TRAILER_MAX, 0);
                 return;
             }
             r->end_state = LK_SCAN_TRAILER;
@@ -278,21 +274,17 @@ static void reference(run *r, const input *in) {
         }
         const uint8_t *v = in->data + q;
         size_t len = (size_t)(nl - v), at = (size_t)(nl - in->data) + 1;
-        if (len == 2 && v[0] == ' ' && v[1] == '-') {
-            add_event(r, LK_SCAN_READY, at, -1);
-        } else {
-            long code = 0;
-            int ok = len >= 2 && v[0] == ' ';
-            for (size_t i = 1; ok && i < len; i++) {
-                ok = v[i] >= '0' && v[i] <= '9';
-                code = code * 10 + (v[i] - '0');
-            }
-            if (!ok || code > CODE_MAX) {
-                add_event(r, LK_SCAN_ERROR, at, 0);
-                return;
-            }
-            add_event(r, LK_SCAN_EXIT, at, (int)code);
+        long long code = 0;
+        int ok = len >= 2 && len - 1 <= CODE_DIGITS && v[0] == ' ';
+        for (size_t i = 1; ok && i < len; i++) {
+            ok = v[i] >= '0' && v[i] <= '9';
+            code = code * 10 + (v[i] - '0');
         }
+        if (!ok || code > INT_MAX) {
+            add_event(r, LK_SCAN_ERROR, at, 0);
+            return;
+        }
+        add_event(r, LK_SCAN_EXIT, at, (int)code);
         pos = at;
     }
 }

@@ -7,7 +7,14 @@ void lk_buf_init(lk_buf *b) { b->data = NULL; b->len = b->cap = 0; }
 
 void lk_buf_free(lk_buf *b) { free(b->data); lk_buf_init(b); }
 
-void lk_buf_clear(lk_buf *b) { b->len = 0; }
+/* Keeps a small buffer for reuse, but gives a big one back: a box that once
+ * printed 100 MB must not hold that memory for the rest of its life. */
+#define KEEP_CAPACITY 65536
+
+void lk_buf_clear(lk_buf *b) {
+    if (b->cap > KEEP_CAPACITY) lk_buf_free(b);
+    else b->len = 0;
+}
 
 int lk_buf_append(lk_buf *b, const char *p, size_t n) {
     if (n == 0) return 0;

@@ -15,6 +15,7 @@ void lk_buf_init(lk_buf *b);
 void lk_buf_free(lk_buf *b);
 /* Returns 0, or -1 when memory runs out (the buffer is left as it was). */
 int lk_buf_append(lk_buf *b, const char *p, size_t n);
+/* Empties the buffer (and frees its memory when it has grown large). */
 void lk_buf_clear(lk_buf *b);
 
 #endif

@@ -11,7 +11,7 @@
 
 #define PUMP_BUDGET (1 << 20) /* bytes read per pump before giving others a turn */
 
-enum { EV_READY = 1, EV_FAILED = 2, EV_OOM = 4 };
+enum { EV_FAILED = 1, EV_OOM = 2 };
 
 typedef struct {
     lk_demux demux;
@@ -41,7 +41,6 @@ static int on_payload(void *ud, int id, const char *p, size_t n) {
         int r = lk_scan_feed(&s->scan[k], p, n, &used, on_output, &s->out[k]);
         p += used;
         n -= used;
-        if (r == LK_SCAN_READY) s->events |= EV_READY;
         if (r == LK_SCAN_ERROR) {
             s->events |= EV_FAILED;
             s->error = "malformed sentinel in the shell's output (the session is out of step)";
@@ -65,15 +64,8 @@ static int feed(stream *s, const char *p, size_t n) {
     return s->events & (EV_FAILED | EV_OOM) ? -1 : 0;
 }
 
-/* The outcome after feeding: "exit", "ready" (once per mark), or NULL to go on. */
-static const char *outcome(stream *s) {
-    if (finished(s)) return "exit";
-    if (s->events & EV_READY) {
-        s->events &= ~EV_READY;
-        return "ready";
-    }
-    return NULL;
-}
+/* The outcome after feeding: "exit", or NULL to go on. */
+static const char *outcome(const stream *s) { return finished(s) ? "exit" : NULL; }
 
 static int push_failure(lua_State *L, stream *s) {
     if (s->events & EV_OOM) return luaL_error(L, "out of memory");
@@ -104,11 +96,10 @@ static int l_arm(lua_State *L) {
     if (tok && (lk_scan_arm(&s->scan[0], tok, len) || lk_scan_arm(&s->scan[1], tok, len)))
         return luaL_argerror(L, 2, "token must be 1-64 bytes whose first byte does not recur");
     s->armed = tok != NULL;
-    s->events &= ~EV_READY; /* a mark the last command left unreported is not this one's */
     return 0;
 }
 
-/* s:feed(bytes) -> "exit" | "ready" | "more" | nil, err */
+/* s:feed(bytes) -> "exit" | "more" | nil, err */
 static int l_feed(lua_State *L) {
     stream *s = get(L);
     size_t n;
@@ -119,9 +110,9 @@ static int l_feed(lua_State *L) {
     return 1;
 }
 
-/* s:pump(conn) -> "exit" | "ready" | "more" (read budget spent) | "wait" | "eof" | nil, err
- * Reads from the connection until the command ends, marks itself ready for
- * stdin, the stream ends, or a read would block. */
+/* s:pump(conn) -> "exit" | "more" (read budget spent) | "wait" | "eof" | nil, err
+ * Reads from the connection until the command ends, the stream ends, or a read
+ * would block. */
 static int l_pump(lua_State *L) {
     stream *s = get(L);
     lk_conn *c = lk_check_conn(L, 2);

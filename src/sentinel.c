@@ -1,5 +1,6 @@
 #include "sentinel.h"
 
+#include <limits.h>
 #include <string.h>
 
 void lk_scan_init(lk_scan *s) { memset(s, 0, sizeof *s); }
@@ -21,7 +22,7 @@ int lk_scan_flush(lk_scan *s, lk_scan_emit emit, void *ud) {
     return m ? emit(ud, s->token, m) : 0;
 }
 
-/* Reads the trailer " VALUE\n" byte by byte (it is short and bounded). */
+/* Reads the trailer " CODE\n" byte by byte (it is short and bounded). */
 static int trailer(lk_scan *s, const char *p, size_t n, size_t *i) {
     while (*i < n) {
         char c = p[(*i)++];
@@ -33,17 +34,15 @@ static int trailer(lk_scan *s, const char *p, size_t n, size_t *i) {
         const char *t = s->trailer;
         size_t len = s->trailer_len;
         s->trailer_len = 0;
-        if (len < 2 || t[0] != ' ') return LK_SCAN_ERROR;
-        if (len == 2 && t[1] == '-') {
-            s->state = LK_SCAN_OUTPUT;
-            return LK_SCAN_READY;
-        }
-        long code = 0;
+        if (len < 2 || len > 1 + LK_CODE_DIGITS || t[0] != ' ') return LK_SCAN_ERROR;
+        int code = 0;
         for (size_t k = 1; k < len; k++) {
-            if (t[k] < '0' || t[k] > '9' || code > 100000000L) return LK_SCAN_ERROR;
-            code = code * 10 + (t[k] - '0');
+            if (t[k] < '0' || t[k] > '9') return LK_SCAN_ERROR;
+            int d = t[k] - '0';
+            if (code > (INT_MAX - d) / 10) return LK_SCAN_ERROR;
+            code = code * 10 + d;
         }
-        s->code = (int)code;
+        s->code = code;
         s->state = LK_SCAN_IDLE;
         return LK_SCAN_EXIT;
     }

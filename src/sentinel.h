@@ -1,9 +1,9 @@
 /* Sentinel scanner: finds where one command's output ends in a shell's stream.
  *
- * After each command the session shell prints `TOKEN SP VALUE LF`, where TOKEN is
- * fresh random text per command and VALUE is the exit code (digits) or `-` (a
- * mark the command is ready for its stdin). Bytes before the token are the
- * command's output; they are passed on as they arrive, except for a tail that
+ * After each command the session shell prints `TOKEN SP CODE LF`, where TOKEN is
+ * fresh random text per command and CODE is the exit code: 1 to LK_CODE_DIGITS
+ * decimal digits, at most INT_MAX. Bytes before the token are the command's
+ * output; they are passed on as they arrive, except for a tail that
  * could be the start of the token, held back until the next bytes decide.
  *
  * The token's first byte must not occur again in it: then a failed partial
@@ -16,17 +16,18 @@
 #include <stddef.h>
 
 #define LK_TOKEN_MAX 64
-#define LK_TRAILER_MAX 12 /* " " + up to 10 digits + "\n" */
+#define LK_CODE_DIGITS 10                  /* INT_MAX (2147483647) has 10 */
+#define LK_TRAILER_MAX (LK_CODE_DIGITS + 2) /* " " + the digits + "\n" */
 
 enum {
     LK_SCAN_IDLE,    /* not armed (or finished): bytes are dropped */
     LK_SCAN_OUTPUT,  /* looking for the token */
-    LK_SCAN_TRAILER, /* token seen, reading " VALUE\n" */
+    LK_SCAN_TRAILER, /* token seen, reading " CODE\n" */
     LK_SCAN_FAILED   /* the trailer was malformed */
 };
 
 /* What lk_scan_feed stopped on. */
-enum { LK_SCAN_MORE, LK_SCAN_READY, LK_SCAN_EXIT, LK_SCAN_ERROR };
+enum { LK_SCAN_MORE, LK_SCAN_EXIT, LK_SCAN_ERROR };
 
 typedef struct {
     char token[LK_TOKEN_MAX];
@@ -47,10 +48,9 @@ void lk_scan_init(lk_scan *s);
 int lk_scan_arm(lk_scan *s, const char *token, size_t len);
 
 /* Feeds bytes. Stops after a full sentinel: sets *used to the bytes consumed and
- * returns LK_SCAN_READY (scanning goes on with the next feed) or LK_SCAN_EXIT
- * (s->code holds the code; the scanner is idle until armed again). Returns
- * LK_SCAN_MORE when all bytes were consumed, LK_SCAN_ERROR on a malformed
- * trailer or when `emit` failed. */
+ * returns LK_SCAN_EXIT (s->code holds the code; the scanner is idle until armed
+ * again). Returns LK_SCAN_MORE when all bytes were consumed, LK_SCAN_ERROR on a
+ * malformed trailer or when `emit` failed. */
 int lk_scan_feed(lk_scan *s, const char *p, size_t n, size_t *used, lk_scan_emit emit, void *ud);
 
 /* Hands any held-back token prefix to `emit` as output (when the stream ends). */
