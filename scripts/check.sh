@@ -1,11 +1,12 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (README: `make check`). Sets up what is
 # missing, then: the specs on the plain build, the same specs with the core
-# under AddressSanitizer + UBSan, and the core compiled against LuaJIT. Ends
+# under AddressSanitizer + UBSan, the core compiled against LuaJIT, and a short
+# libFuzzer run of each parser. Ends
 # with one line of its own, "N passed, N failed", and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -41,6 +42,10 @@ step "build" make --no-print-directory
 suite "specs" make --no-print-directory test
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit
+# A short fuzz run per parser: replays the kept corpus, then explores a little.
+for parser in demux sentinel http; do
+    step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
+done
 
 # Leftovers would mean a leak the specs did not see.
 left=$(docker ps -aq --filter label=lockup.owner | wc -l)
