@@ -84,18 +84,25 @@ describe("box:run", function()
   end)
 
   describe("the sentinel", function()
-    it("uses a fresh token from the CSPRNG for every command", function()
-      local seen, orig = {}, core.random_hex
+    -- Runs fn(tokens) while every random_hex the box draws lands in tokens.
+    local function with_tokens(fn)
+      local tokens, orig = {}, core.random_hex
       core.random_hex = function(n)
         local v = orig(n)
-        seen[#seen + 1] = v
+        tokens[#tokens + 1] = v
         return v
       end
-      local ok, err = pcall(function()
-        for _ = 1, 5 do assert(box:run("true")) end
-      end)
+      local ok, err = pcall(fn, tokens)
       core.random_hex = orig
       assert(ok, err)
+    end
+
+    it("uses a fresh token from the CSPRNG for every command", function()
+      local seen
+      with_tokens(function(tokens)
+        for _ = 1, 5 do assert(box:run("true")) end
+        seen = tokens
+      end)
       assert.equal(5, #seen)
       for i = 1, 5 do
         assert.matches("^%x+$", seen[i])
@@ -105,13 +112,7 @@ describe("box:run", function()
     end)
 
     it("is not confused by an earlier command's token, a partial token or a look-alike", function()
-      local tokens, orig = {}, core.random_hex
-      core.random_hex = function(n)
-        local v = orig(n)
-        tokens[#tokens + 1] = v
-        return v
-      end
-      local ok, err = pcall(function()
+      with_tokens(function(tokens)
         assert(box:run("true"))
         local old = tokens[#tokens]
         local cases = {
@@ -131,8 +132,6 @@ describe("box:run", function()
         assert.equal(("\1%s 0\nafter\n"):format(old), r.stdout)
         assert.equal(("\1%s 0\n"):format(old), r.stderr)
       end)
-      core.random_hex = orig
-      assert(ok, err)
     end)
 
     it("loses no stderr written just before the command ends", function()
