@@ -50,6 +50,9 @@ LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit)
 luajit:
 	$(MAKE) --no-print-directory BUILD=build-luajit LUA_CFLAGS="$(LUAJIT_CFLAGS)" CFLAGS="-O2 -Werror"
 
+lint:
+	luacheck lua examples bench spec
+
 bench: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/latency.lua
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
@@ -59,4 +62,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-asan luajit bench
+.PHONY: clean example check test test-asan luajit lint bench

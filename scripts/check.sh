@@ -6,7 +6,7 @@
 # with one line of its own, "N passed, N failed", and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -39,6 +39,7 @@ step() {
 }
 
 step "build" make --no-print-directory
+step "luacheck" make --no-print-directory lint
 suite "specs" make --no-print-directory test
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit

@@ -161,7 +161,7 @@ describe("a box's container", function()
     local id = box.id
     assert.equal("ok\n", assert(box:run("echo ok")).stdout)
     assert.is_true(helper.exists(id))
-    box, err = nil, nil
+    box, err = nil, nil -- luacheck: ignore 311 (dropping the references is the point)
     collectgarbage()
     collectgarbage()
     local gone = helper.eventually(function() return not helper.exists(id) end, 5)

@@ -10,7 +10,8 @@ local scheduler = require "lockup.scheduler"
 local result = require "lockup.result"
 local options = require "lockup.options"
 
-local setmetatable, type, tostring, pairs, ipairs, error, pcall = setmetatable, type, tostring, pairs, ipairs, error, pcall
+local setmetatable, type, tostring, pairs, ipairs, error, pcall =
+  setmetatable, type, tostring, pairs, ipairs, error, pcall
 local string_format, table_concat = string.format, table.concat
 local now, wait = core.monotime, scheduler.wait
 
@@ -64,11 +65,11 @@ end
 -- by printf lines first (stdin never travels raw on the shell's input, where
 -- the shell would read it as commands) and unlinked once open.
 local function command_line(cmd, token_hex, stdin)
-  local lines, source = {}, "/dev/null"
+  local lines = {}
   local tail = string_format("command printf '\\001%s %%d\\n' $?; command printf '\\001%s 0\\n' >&2",
     token_hex, token_hex)
   if stdin then
-    source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
+    local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
     lines[1] = "command printf '' >" .. source
     for i = 1, #stdin, STDIN_CHUNK do
       lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
@@ -285,18 +286,13 @@ local function exec_locked(self, argv, opts)
   if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. conn end
   local stream = core.stream()
   stream:arm()
-  stream:feed(rest)
-  local out, st, err = {}, nil, nil
-  local sent, serr = true, nil
-  if opts.stdin then
-    sent, serr = docker_api.send_all(conn, opts.stdin, deadline)
-    if sent then sent, serr = conn:shutdown() end
+  local out, st, err = {}, stream:feed(rest)
+  if st and opts.stdin then
+    st, err = docker_api.send_all(conn, opts.stdin, deadline)
+    if st then st, err = conn:shutdown() end
+    if not st and err == "timed out" then st = "timeout" end
   end
-  if sent then
-    st, err = collect(stream, conn, opts, deadline, out)
-  else
-    st, err = serr == "timed out" and "timeout" or nil, serr
-  end
+  if st and st ~= "timeout" then st, err = collect(stream, conn, opts, deadline, out) end
   conn:close()
   out.duration = now() - started
   if st == "timeout" then
@@ -395,7 +391,8 @@ function _M.start(d, opts)
   end
 
   -- Ask for the exit code now: with AutoRemove it is gone once the container is.
-  local waiter, err = d:send("POST", "/containers/" .. id .. "/wait", { query = { condition = "removed" }, dedicated = true })
+  local waiter, err = d:send("POST", "/containers/" .. id .. "/wait",
+    { query = { condition = "removed" }, dedicated = true })
   if not waiter then return fail(err) end
   self.waiter = waiter
   local conn, rest

@@ -70,7 +70,8 @@ local function parse_target(target)
   if host then
     return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/" }, opts
   end
-  return nil, string_format("unsupported Docker endpoint %q: use unix:///absolute/path/to/docker.sock or tcp://host:port", target)
+  return nil, string_format("unsupported Docker endpoint %q: use unix:///absolute/path/to/docker.sock "
+    .. "or tcp://host:port", target)
 end
 
 local ERRNO_EACCES, ERRNO_ENOENT, ERRNO_ECONNREFUSED = 13, 2, 111
@@ -232,7 +233,11 @@ function Docker:receive(call, deadline)
       end
     elseif st == "done" then
       local status, headers = r:status(), r:headers()
-      if r:keep_alive() and not opts.dedicated and #self.idle < POOL_MAX then self.idle[#self.idle + 1] = c else c:close() end
+      if r:keep_alive() and not opts.dedicated and #self.idle < POOL_MAX then
+        self.idle[#self.idle + 1] = c
+      else
+        c:close()
+      end
       local body = decode(table_concat(chunks), headers)
       if status >= 400 then return nil, error_message(call, status, body), status end
       return status, body, headers

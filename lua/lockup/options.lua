@@ -30,7 +30,7 @@ function _M.check(opts, known, fname, level)
       error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want, type(v)), level)
     end
   end
-  if opts.timeout and not (opts.timeout > 0) then
+  if opts.timeout and not (opts.timeout > 0) then -- luacheck: ignore 581 (NaN must fail too)
     error(string_format("bad option 'timeout' to '%s' (positive number of seconds expected)", fname), level)
   end
   return opts

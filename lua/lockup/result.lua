@@ -22,6 +22,7 @@ function Result.__tostring(r)
 end
 
 function _M.new(t)
+  t.stdout, t.stderr = t.stdout or "", t.stderr or "" -- a step may end before any output was read
   t.ok = t.code == 0 and not t.timed_out
   return setmetatable(t, Result)
 end

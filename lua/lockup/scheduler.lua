@@ -8,7 +8,8 @@
 local core = require "lockup.core"
 
 local coroutine, table, debug = coroutine, table, debug
-local setmetatable, error, select, type, tostring, ipairs, pairs = setmetatable, error, select, type, tostring, ipairs, pairs
+local setmetatable, error, select, type, tostring, ipairs, pairs =
+  setmetatable, error, select, type, tostring, ipairs, pairs
 local math_huge, math_max = math.huge, math.max
 local now = core.monotime
 

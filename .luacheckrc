@@ -1,0 +1,5 @@
+-- luacheck settings (`make lint`).
+std = "lua54"
+max_line_length = 120
+files["spec"] = { std = "+busted" }
+exclude_files = { "build*", "rockspec" }
