@@ -12,12 +12,15 @@
 --   secs  what each box sleeps                               (default 1)
 --
 -- The defaults take about 20-30 s. See bench/README.md for how to read the output.
+-- bench/common.lua, wherever the script is run from.
+package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
-local box_mod = require "lockup.box"
+local common = require "common"
 
 local now, clock = core.monotime, os.clock
 local fmt = string.format
+local pct, print_table = common.pct, common.print_table
 
 local N = math.tointeger(tonumber(arg[1] or 20))
 local SEQ = math.tointeger(tonumber(arg[2] or 5))
@@ -28,22 +31,6 @@ SEQ = math.min(SEQ, N)
 local IMAGE = "busybox:local"
 local CMD = fmt("sleep %g", SECS)
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function pct(sorted, p)
-  local n = #sorted
-  if n == 1 then return sorted[1] end
-  local x = 1 + (n - 1) * p
-  local lo = math.floor(x)
-  local hi = math.min(lo + 1, n)
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo)
-end
-
 -- "min / median / max" of a list of seconds.
 local function spread(list)
   if #list == 0 then return "-" end
@@ -52,31 +39,8 @@ local function spread(list)
   return fmt("%.3f / %.3f / %.3f", s[1], pct(s, 0.5), s[#s])
 end
 
-local function print_table(rows)
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
-  end
-  for r, row in ipairs(rows) do
-    local out = {}
-    for i, cell in ipairs(row) do
-      if i == 1 or i == #row then out[i] = cell .. (i < #row and string.rep(" ", widths[i] - #cell) or "")
-      else out[i] = string.rep(" ", widths[i] - #cell) .. cell end
-    end
-    print("  " .. table.concat(out, "  "))
-    if r == 1 then
-      local rule = {}
-      for i = 1, #widths do rule[i] = string.rep("-", widths[i]) end
-      print("  " .. table.concat(rule, "  "))
-    end
-  end
-end
-
 local docker = assert(lockup.connect())
-local ver = assert(docker:version())
-print(fmt("machine: nproc=%s; docker server %s (API %s); loadavg %s; %s; %s",
-  sh("nproc"), tostring(ver.Version), tostring(docker.api_version), sh("cut -d' ' -f1-3 /proc/loadavg"),
-  _VERSION, lockup._VERSION))
+common.print_machine(docker)
 print(fmt("parameters: n=%d seq=%d command=%q image=%s", N, SEQ, CMD, IMAGE))
 print()
 
@@ -91,9 +55,8 @@ local function life(t0, rec)
     local r, rerr = box:run(CMD)
     if not r then error("run: " .. tostring(rerr), 0) end
     if not r.ok then
-      error(fmt("run: code %s stderr %q%s", tostring(r.code), r.stderr, r.code == 137
-        and " (SIGKILL: was the box removed from outside, e.g. by prune{ all = true } in a concurrent `make check`?)"
-        or ""), 0)
+      error(fmt("run: code %s stderr %q%s", tostring(r.code), r.stderr,
+        r.code == 137 and common.KILLED_HINT[137] or ""), 0)
     end
     rec.ran, rec.cmd = now() - t0, r.duration
     local sok, stop_err = box:stop()
@@ -231,9 +194,5 @@ print(fmt("sequential, per box: total %s s (start+%s+stop); %d failed%s",
   spread(column(seq, function(r) return r.total end)), CMD, nfail_s, first_s and (": " .. first_s) or ""))
 print()
 
-local mine = sh(fmt("docker ps -aq --filter label=%s=%s", box_mod.OWNER_LABEL, box_mod.owner()))
-local any = sh(fmt("docker ps -aq --filter label=%s", box_mod.OWNER_LABEL))
-local n_mine, n_any = select(2, mine:gsub("%S+", "")), select(2, any:gsub("%S+", ""))
-print(fmt("leftover containers: %d of this process, %d with label %s at all; total bench time %.1f s",
-  n_mine, n_any, box_mod.OWNER_LABEL, now() - t_all))
+local n_mine = common.report_leftovers(t_all)
 if n_mine > 0 or nfail_c > 0 or nfail_s > 0 or pre.err or pre.errs > 0 then os.exit(1) end

@@ -10,12 +10,15 @@
 --   mib     MiB read from /dev/zero for the throughput test  (default 100; 0 skips it)
 --
 -- The defaults take about 30 s. See bench/README.md for how to read the output.
+-- bench/common.lua, wherever the script is run from.
+package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
-local box_mod = require "lockup.box"
+local common = require "common"
 
 local now, clock = core.monotime, os.clock
 local fmt = string.format
+local sh, pct, print_table, KILLED_HINT = common.sh, common.pct, common.print_table, common.KILLED_HINT
 
 local RUNS = math.tointeger(tonumber(arg[1] or 2000))
 local EXECS = math.tointeger(tonumber(arg[2] or 30))
@@ -27,45 +30,12 @@ local IMAGE = "busybox:local"
 
 -- Statistics ------------------------------------------------------------------
 
--- Percentile p (0..1) of a sorted list, linear interpolation between ranks.
-local function pct(sorted, p)
-  local n = #sorted
-  if n == 1 then return sorted[1] end
-  local x = 1 + (n - 1) * p
-  local lo = math.floor(x)
-  local hi = math.min(lo + 1, n)
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo)
-end
-
 local function stats(samples)
   local s = table.move(samples, 1, #samples, 1, {})
   table.sort(s)
   local sum = 0
   for _, v in ipairs(s) do sum = sum + v end
   return { n = #s, median = pct(s, 0.5), p90 = pct(s, 0.9), mean = sum / #s, min = s[1], max = s[#s] }
-end
-
--- Prints rows (lists of strings) as an aligned table; columns after the first
--- are right-aligned, except the last (free text).
-local function print_table(rows)
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
-  end
-  for r, row in ipairs(rows) do
-    local out = {}
-    for i, cell in ipairs(row) do
-      if i == 1 then out[i] = cell .. string.rep(" ", widths[i] - #cell)
-      elseif i == #row then out[i] = cell
-      else out[i] = string.rep(" ", widths[i] - #cell) .. cell end
-    end
-    print("  " .. table.concat(out, "  "))
-    if r == 1 then
-      local rule = {}
-      for i = 1, #widths do rule[i] = string.rep("-", widths[i]) end
-      print("  " .. table.concat(rule, "  "))
-    end
-  end
 end
 
 local function ms(s) return fmt("%.3f", s * 1000) end
@@ -78,13 +48,6 @@ local function ratio_text(x, base, what)
 end
 
 -- Helpers -----------------------------------------------------------------------
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
-end
 
 -- Runs a shell command line, failing loudly if it does not exit 0.
 local function must(cmd)
@@ -104,13 +67,6 @@ local function measure(n, fn)
   return samples, clock() - c0
 end
 
--- A box killed from outside (another process's prune{ all = true }, as the
--- specs run it, or docker rm -f) ends its command with 137, or an exec with 126.
-local KILLED_HINT = {
-  [137] = " (SIGKILL: was the box removed from outside, e.g. by prune{ all = true } in a concurrent `make check`?)",
-  [126] = " (the exec could not run: was the box removed from outside, e.g. by a concurrent `make check`?)",
-}
-
 local function check_result(what, r, err)
   if not r then error(what .. ": " .. tostring(err), 2) end
   if not r.ok then error(fmt("%s: code %s, stderr %q%s", what, tostring(r.code), r.stderr or "", KILLED_HINT[r.code] or ""), 2) end
@@ -120,14 +76,7 @@ end
 -- Main ----------------------------------------------------------------------------
 
 local docker = assert(lockup.connect())
-local ver = assert(docker:version())
-local nproc = (sh("nproc"):gsub("%s+$", ""))
-local cpu_model = (sh("sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -1"):gsub("%s+$", ""))
-local loadavg = (sh("cut -d' ' -f1-3 /proc/loadavg"):gsub("%s+$", ""))
-print(fmt("machine: nproc=%s (%s); docker server %s (API %s, negotiated %s), %s/%s, kernel %s; loadavg %s; %s; %s",
-  nproc, cpu_model ~= "" and cpu_model or "cpu model unknown", tostring(ver.Version), tostring(ver.ApiVersion),
-  tostring(docker.api_version), tostring(ver.Os), tostring(ver.Arch), tostring(ver.KernelVersion),
-  loadavg, _VERSION, lockup._VERSION))
+common.print_machine(docker)
 print(fmt("parameters: runs=%d execs=%d starts=%d mib=%d image=%s", RUNS, EXECS, STARTS, MIB, IMAGE))
 print()
 
@@ -265,11 +214,7 @@ local ok, err = pcall(function()
 end)
 
 -- Every box above is stopped by its <close> (even on error); check none is left.
-local mine = sh(fmt("docker ps -aq --filter label=%s=%s", box_mod.OWNER_LABEL, box_mod.owner()))
-local any = sh(fmt("docker ps -aq --filter label=%s", box_mod.OWNER_LABEL))
-local n_mine, n_any = select(2, mine:gsub("%S+", "")), select(2, any:gsub("%S+", ""))
-print(fmt("leftover containers: %d of this process, %d with label %s at all; total bench time %.1f s",
-  n_mine, n_any, box_mod.OWNER_LABEL, now() - t_all))
+local n_mine = common.report_leftovers(t_all)
 if not ok then
   io.stderr:write("bench/latency.lua failed: ", tostring(err), "\n")
   os.exit(1)

@@ -1,5 +1,6 @@
 # libFuzzer harnesses for the sans-IO parsers (included by the top Makefile).
 #   make fuzz-build            builds build/fuzz/fuzz_{demux,sentinel,http}
+#                              (each includes fuzz/fuzz_split.h: CHECK and the cut plan)
 #   make fuzz [FUZZ_SECONDS=60] runs each for FUZZ_SECONDS (make -j3 fuzz: side by side);
 #                              fails if one crashes (the input lands in build/fuzz/artifacts/NAME/)
 # fuzz/corpus/NAME is read-only seed: new inputs go to build/fuzz/corpus/NAME. To keep
@@ -23,7 +24,7 @@ FUZZ_MAX_LEN_demux    := 4096
 FUZZ_MAX_LEN_sentinel := 4096
 FUZZ_MAX_LEN_http     := 20000
 
-$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_CORE) $(wildcard src/*.h) fuzz/fuzz.mk
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_split.h $(FUZZ_CORE) $(wildcard src/*.h) fuzz/fuzz.mk
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow $(FUZZ_SAN) $(FUZZ_CFLAGS) \
 		-o $@ $< $(FUZZ_CORE)

@@ -19,55 +19,7 @@
 #include <string.h>
 
 #include "../src/sentinel.h"
-
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
-
-/* --- input plan: where to cut the stream (same scheme in every harness) ----- */
-
-#define MAX_CUTS 7
-
-typedef struct {
-    unsigned flags;          /* the control byte */
-    size_t ncut;
-    uint16_t raw[MAX_CUTS];  /* cut offsets before reduction modulo the length */
-} plan;
-
-static int read_plan(plan *pl, const uint8_t **d, size_t *n) {
-    if (*n < 1) return -1;
-    pl->flags = (*d)[0];
-    pl->ncut = pl->flags & 7;
-    if (*n < 1 + 2 * pl->ncut) return -1;
-    for (size_t i = 0; i < pl->ncut; i++) pl->raw[i] = (uint16_t)((*d)[1 + 2 * i] << 8 | (*d)[2 + 2 * i]);
-    *d += 1 + 2 * pl->ncut;
-    *n -= 1 + 2 * pl->ncut;
-    return 0;
-}
-
-/* Piece boundaries for a stream of n bytes: b[0] = 0 <= ... <= b[k-1] = n (empty
- * pieces included on purpose). `bytewise` gives every offset. Returns k; b has
- * room for n + MAX_CUTS + 2 entries. */
-static size_t bounds(const plan *pl, size_t n, int bytewise, size_t *b) {
-    size_t k = 0;
-    if (bytewise) {
-        for (size_t i = 0; i <= n; i++) b[k++] = i;
-        return k;
-    }
-    b[k++] = 0;
-    for (size_t i = 0; i < pl->ncut; i++) {
-        size_t v = pl->raw[i] % (n + 1), j = k;
-        while (j > 1 && b[j - 1] > v) b[j] = b[j - 1], j--;
-        b[j] = v;
-        k++;
-    }
-    b[k++] = n;
-    return k;
-}
+#include "fuzz_split.h"
 
 /* --- the outcome of one run -------------------------------------------------- */
 
@@ -337,8 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     input in = {data, size, tok, tl};
-    size_t *b = malloc((size + MAX_CUTS + 2) * sizeof *b);
-    CHECK(b);
+    size_t *b = bounds_new(size);
 
     run *ref = run_new(size, 0);
     reference(ref, &in);

@@ -1,10 +1,9 @@
 -- Byte-level specs for the Docker stream demultiplexer (src/demux.c), through
 -- core.stream() with no sentinel armed: every payload byte is output.
 local core = require "lockup.core"
+local B = require "support.bytes"
 
-local function frame(stream, payload, r1, r2, r3)
-	return string.pack(">BBBBI4", stream, r1 or 0, r2 or 0, r3 or 0, #payload) .. payload
-end
+local frame, bytes, splits = B.frame, B.bytes, B.splits
 
 -- Feeds `pieces` in order to a fresh stream; returns stdout, stderr, and the
 -- first failure (nil, err) if any. Asserts every successful feed says "more".
@@ -20,21 +19,6 @@ local function run(pieces)
 		assert.equal("more", st)
 	end
 	return table.concat(out), table.concat(err)
-end
-
-local function bytes(str)
-	local t = {}
-	for i = 1, #str do t[i] = str:sub(i, i) end
-	return t
-end
-
--- Every way of cutting `str` in two (including the empty first and last piece).
-local function splits(str)
-	local i = -1
-	return function()
-		i = i + 1
-		if i <= #str then return i, { str:sub(1, i), str:sub(i + 1) } end
-	end
 end
 
 local hex = string.rep("\xde\xad\xbe\xef", 4)
@@ -121,9 +105,8 @@ describe("demux", function()
 		local s = core.stream()
 		local wire = frame(1, "0123456789")
 		assert.equal("more", s:feed(wire:sub(1, 3)))   -- half a header
-		assert.equal(0, s:pending(1))
+		assert.equal("", s:take(1))
 		assert.equal("more", s:feed(wire:sub(4, 12)))  -- rest of header, 4 payload bytes
-		assert.equal(4, s:pending(1))
 		assert.equal("0123", s:take(1))
 		assert.equal("", s:take(1))                    -- taken
 		assert.equal("more", s:feed(wire:sub(13)))
@@ -188,4 +171,21 @@ describe("demux", function()
 			end)
 		end)
 	end
+end)
+
+describe("stream caps", function()
+	local frame = require("support.bytes").frame
+	it("keeps at most the cap per stream, says so once, and keeps counting the sentinel", function()
+		local s = core.stream()
+		local tok = "\1" .. ("a"):rep(32)
+		s:arm(tok, 5, 0)
+		assert.equal("truncated", s:feed(frame(1, "0123456789")))
+		assert.equal("more", s:feed(frame(1, "more") .. frame(2, ("e"):rep(100))))
+		assert.equal("exit", s:feed(frame(1, tok .. " 0\n") .. frame(2, tok .. " 0\n")))
+		assert.equal("01234", s:take(1))
+		assert.equal(("e"):rep(100), s:take(2))
+		assert.same({ true, false }, { s:truncated() })
+		s:arm(tok, 5, 5)
+		assert.same({ false, false }, { s:truncated() })
+	end)
 end)

@@ -3,10 +3,9 @@
 -- "head" the bytes past the head wait in r:rest(): the caller feeds them back
 -- (or, after a 101 upgrade, keeps them: they are the upgraded stream).
 local core = require "lockup.core"
+local B = require "support.bytes"
 
-local function frame(stream, payload)
-	return string.pack(">BBBBI4", stream, 0, 0, 0, #payload) .. payload
-end
+local frame, bytes, splits = B.frame, B.bytes, B.splits
 
 -- Feeds `pieces` to a fresh response the way a caller does. Returns a table with
 -- status, headers, keep_alive (as seen at "head"), body (all decoded bytes),
@@ -42,12 +41,6 @@ local function run(pieces, head_request)
 	end
 	res.body = table.concat(res.body)
 	return res, r
-end
-
-local function bytes(str)
-	local t = {}
-	for i = 1, #str do t[i] = str:sub(i, i) end
-	return t
 end
 
 local function crlf(lines) return (table.concat(lines, "\r\n")) end
@@ -182,9 +175,8 @@ describe("http response", function()
 			it("fed whole", function() check(case, (run({ case.wire }, case.head_request))) end)
 			it("fed one byte at a time", function() check(case, (run(bytes(case.wire), case.head_request))) end)
 			it("cut in two at every offset", function()
-				for i = 0, #case.wire do
-					local res = run({ case.wire:sub(1, i), case.wire:sub(i + 1) }, case.head_request)
-					check(case, res, "cut at " .. i)
+				for i, pieces in splits(case.wire) do
+					check(case, (run(pieces, case.head_request)), "cut at " .. i)
 				end
 			end)
 			it("cut in three: every second cut after a sample of first cuts", function()
@@ -298,9 +290,8 @@ describe("http response", function()
 				assert.equal(body, res.body)
 			end)
 			it("cut in two at every offset", function()
-				local step = #wire > 1000 and 97 or 1
-				for i = 0, #wire, step do
-					local res = run({ wire:sub(1, i), wire:sub(i + 1) })
+				for i, pieces in splits(wire, #wire > 1000 and 97 or 1) do
+					local res = run(pieces)
 					assert.equal(why, res.err, "cut at " .. i)
 					assert.equal(body, res.body, "cut at " .. i)
 				end

@@ -3,10 +3,9 @@
 -- printing TOKEN " " CODE "\n" on stdout and on stderr, CODE being the exit
 -- code (1 to 10 digits, at most 2^31 - 1).
 local core = require "lockup.core"
+local B = require "support.bytes"
 
-local function frame(stream, payload)
-	return string.pack(">BBBBI4", stream, 0, 0, 0, #payload) .. payload
-end
+local frame, bytes, splits = B.frame, B.bytes, B.splits
 
 local function wire_of(frames)
 	local t = {}
@@ -20,12 +19,25 @@ local T = "\1" .. "0f1e2d3c4b5a69788796a5b4c3d2e1f0"   -- this command's token
 local OLD = "\1" .. "a1b2c3d4e5f60718293a4b5c6d7e8f90" -- a previous command's
 local MALFORMED = "malformed sentinel in the shell's output (the session is out of step)"
 
+-- A fresh stream armed with `tok` (default T).
+local function armed(tok)
+	local s = core.stream()
+	s:arm(tok or T)
+	return s
+end
+
+-- Feeds `wire` to `s` in one read, which must fail with `why` (default MALFORMED).
+local function feed_fails(s, wire, why)
+	local st, err = s:feed(wire)
+	assert.is_nil(st)
+	assert.equal(why or MALFORMED, err)
+end
+
 -- Feeds `pieces` to a stream armed with `tok`. Returns the outcomes other than
 -- "more" joined by "," (a repeated "exit" counted once), stdout, stderr, the
 -- stream, and the error of a failed feed.
 local function run(pieces, tok)
-	local s = core.stream()
-	s:arm(tok or T)
+	local s = armed(tok)
 	local seen, out, err = {}, {}, {}
 	for _, p in ipairs(pieces) do
 		local st, why = s:feed(p)
@@ -37,12 +49,6 @@ local function run(pieces, tok)
 		if st ~= "more" and not (st == "exit" and seen[#seen] == "exit") then seen[#seen + 1] = st end
 	end
 	return table.concat(seen, ","), table.concat(out), table.concat(err), s
-end
-
-local function bytes(str)
-	local t = {}
-	for i = 1, #str do t[i] = str:sub(i, i) end
-	return t
 end
 
 local function partials(tok)
@@ -147,8 +153,8 @@ describe("sentinel", function()
 			it("fed whole", function() check(run({ wire })) end)
 			it("fed one byte at a time", function() check(run(bytes(wire))) end)
 			it("cut in two at every offset", function()
-				for i = 0, #wire do
-					local seen, out, err, s, why = run({ wire:sub(1, i), wire:sub(i + 1) })
+				for i, pieces in splits(wire) do
+					local seen, out, err, s, why = run(pieces)
 					check(seen, out, err, s, why, "cut at " .. i)
 				end
 			end)
@@ -192,11 +198,10 @@ describe("sentinel", function()
 	end)
 
 	it("holds back a possible token start until the next bytes decide", function()
-		local s = core.stream()
-		s:arm(T)
+		local s = armed()
 		assert.equal("more", s:feed(frame(1, "out" .. T:sub(1, 10))))
 		assert.equal("out", s:take(1))
-		assert.equal(0, s:pending(1))
+		assert.equal("", s:take(1))
 		assert.equal("more", s:feed(frame(1, T:sub(11, 20) .. "X")))
 		assert.equal(T:sub(1, 20) .. "X", s:take(1))
 	end)
@@ -232,23 +237,15 @@ describe("sentinel", function()
 			end)
 		end
 		it("fails for good", function()
-			local s = core.stream()
-			s:arm(T)
-			local st, why = s:feed(frame(1, T .. " x\n"))
-			assert.is_nil(st)
-			assert.equal(MALFORMED, why)
-			st, why = s:feed(frame(1, T .. " 0\n") .. frame(2, T .. " 0\n"))
-			assert.is_nil(st)
-			assert.equal(MALFORMED, why)
+			local s = armed()
+			feed_fails(s, frame(1, T .. " x\n"))
+			feed_fails(s, frame(1, T .. " 0\n") .. frame(2, T .. " 0\n"))
 		end)
 	end)
 
 	it("take(1) and take(2) return the output gathered since the last take", function()
-		local s = core.stream()
-		s:arm(T)
+		local s = armed()
 		assert.equal("more", s:feed(frame(1, "a") .. frame(2, "b") .. frame(1, "c")))
-		assert.equal(2, s:pending(1))
-		assert.equal(1, s:pending(2))
 		assert.equal("ac", s:take(1))
 		assert.equal("", s:take(1))
 		assert.equal("more", s:feed(frame(2, "d")))
@@ -259,8 +256,7 @@ describe("sentinel", function()
 
 	it("ends one command and starts the next with a new token", function()
 		local T2 = new_token()
-		local s = core.stream()
-		s:arm(T)
+		local s = armed()
 		assert.equal("exit", s:feed(frame(1, "one" .. T .. " 0\n") .. frame(2, T .. " 0\n")))
 		assert.equal("one", s:take(1))
 		assert.equal(0, s:code())
@@ -274,34 +270,23 @@ describe("sentinel", function()
 
 	describe('" -" after the token (no longer a ready-for-stdin mark)', function()
 		it("is a malformed trailer on stderr too", function()
-			local s = core.stream()
-			s:arm(T)
+			local s = armed()
 			assert.equal("more", s:feed(frame(1, "o" .. T .. " 0\n")))
-			local st, why = s:feed(frame(2, T .. " -\n"))
-			assert.is_nil(st)
-			assert.equal(MALFORMED, why)
+			feed_fails(s, frame(2, T .. " -\n"))
 		end)
 		it("fails even when the exit follows in the same read", function()
-			local s = core.stream()
-			s:arm(T)
-			local st, why = s:feed(frame(1, T .. " -\n" .. T .. " 0\n") .. frame(2, T .. " 0\n"))
-			assert.is_nil(st)
-			assert.equal(MALFORMED, why)
+			feed_fails(armed(), frame(1, T .. " -\n" .. T .. " 0\n") .. frame(2, T .. " 0\n"))
 		end)
 	end)
 
 	it("reports a bad frame header even after the exit in the same read", function()
-		local s = core.stream()
-		s:arm(T)
-		local st, why = s:feed(frame(1, T .. " 0\n") .. frame(2, T .. " 0\n") .. string.pack(">BBBBI4", 9, 0, 0, 0, 0))
-		assert.is_nil(st)
-		assert.equal("malformed frame header in Docker's multiplexed stream", why)
+		feed_fails(armed(), frame(1, T .. " 0\n") .. frame(2, T .. " 0\n") .. string.pack(">BBBBI4", 9, 0, 0, 0, 0),
+			"malformed frame header in Docker's multiplexed stream")
 	end)
 
 	describe("unarmed (s:arm() with no token)", function()
 		it("passes everything through", function()
-			local s = core.stream()
-			s:arm(T)
+			local s = armed()
 			s:arm()
 			local wire = wire_of({ { 1, "a" .. T .. " 0\n" }, { 2, T .. " 0\n" }, { 1, T .. " -\n" } })
 			for i = 1, #wire do assert.equal("more", s:feed(wire:sub(i, i))) end
