@@ -22,6 +22,7 @@ build = {
     ["lockup"] = "lua/lockup/init.lua",
     ["lockup.box"] = "lua/lockup/box.lua",
     ["lockup.docker"] = "lua/lockup/docker.lua",
+    ["lockup.hardening"] = "lua/lockup/hardening.lua",
     ["lockup.options"] = "lua/lockup/options.lua",
     ["lockup.result"] = "lua/lockup/result.lua",
     ["lockup.scheduler"] = "lua/lockup/scheduler.lua",

@@ -9,6 +9,7 @@ local docker_api = require "lockup.docker"
 local scheduler = require "lockup.scheduler"
 local result = require "lockup.result"
 local options = require "lockup.options"
+local hardening = require "lockup.hardening"
 
 local setmetatable, type, tostring, pairs, ipairs, error, pcall =
   setmetatable, type, tostring, pairs, ipairs, error, pcall
@@ -22,16 +23,18 @@ _M.OWNER_LABEL = OWNER_LABEL
 local REAP_TIMEOUT = 10 -- seconds to wait for the daemon to remove a stopped container
 local STDIN_CHUNK = 16384 -- stdin bytes per printf line
 
--- PID 1 of every box. The session shell ("$0") reads commands from `cat`, not
--- from the container's stdin itself: when the attach connection closes (stop,
--- garbage collection, or the Lua process killed with SIGKILL) cat sees EOF and
--- `kill -9 -1` ends everything, even a command still running, so the
--- container (AutoRemove) goes away with the connection. When the session
--- shell exits on its own, the same kill ends cat, and PID 1 exits with the
--- shell's code. Fds 7 and 8 keep the shell's stdout and stderr so that each
--- command can be given them afresh (see command_line).
--- PID 1's own stderr goes to /dev/null (fd 9 keeps the real one for the session
--- shell), or it would report "Killed" for the pipeline it waits on.
+-- The lifeline: PID 1 of every box. The session shell ("$0") reads commands
+-- from `cat`, not from the container's stdin itself: when the attach
+-- connection closes (stop, garbage collection, or the Lua process killed with
+-- SIGKILL) cat sees EOF and `kill -9 -1` ends everything, even a command still
+-- running, so the container (AutoRemove) goes away with the connection. When
+-- the session shell exits on its own, the same kill ends cat, and PID 1 exits
+-- with the shell's code. PID 1 is a shell, so nothing in the box can kill it,
+-- and while it waits it reaps every zombie reparented to it (the job of an
+-- init). Fds 7 and 8 keep the shell's stdout and stderr so that each command
+-- can be given them afresh (see command_line); PID 1's own stderr goes to
+-- /dev/null (fd 9 keeps the real one), or it would report "Killed" for the
+-- pipeline it waits on.
 local LIFELINE = table_concat({
   'command -v cat >/dev/null 2>&1 || exec "$0" 7>&1 8>&2',
   'exec 9>&2 2>/dev/null',
@@ -87,11 +90,17 @@ _M.command_line = command_line -- for specs
 
 local START_OPTIONS = {
   image = "string", shell = "string", env = "table", workdir = "string", user = "string",
-  labels = "table", name = "string", timeout = "number",
+  labels = "table", name = "string", timeout = "number", max_output = "number",
+  -- hardening (lockup.hardening): each overrides one secure default
+  network = "boolean", cap_add = "table", read_only = "boolean", memory = "number|string", cpus = "number",
+  pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
+  security_opt = "table",
 }
-local RUN_OPTIONS = { stdin = "string", timeout = "number", on_stdout = "function", on_stderr = "function" }
+local RUN_OPTIONS = {
+  stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
+}
 local EXEC_OPTIONS = {
-  stdin = "string", timeout = "number", on_stdout = "function", on_stderr = "function",
+  stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
   env = "table", workdir = "string", user = "string",
 }
 
@@ -196,10 +205,13 @@ local function locked(self, body, ...)
   return table.unpack(res, 2, res.n)
 end
 
--- Reads a command's output into `out` until the stream says how it ended:
--- "exit", "eof", "timeout", or nil, err. Callbacks get output as it arrives;
--- without them it stays in C until the end (no copies on the way).
-local function collect(stream, conn, opts, deadline, out)
+local GRACE = 2 -- seconds a step gets to end once its processes were killed
+local SIGKILLED = 128 + 9
+
+-- Reads until the stream says how the step ended: "exit", "eof", "truncated"
+-- (a cap was reached), "timeout", or nil, err. Callbacks get output as it
+-- arrives; without them it stays in C until the end (no copies on the way).
+local function collect(stream, conn, opts, deadline)
   while true do
     local st, err = stream:pump(conn)
     if opts.on_stdout then
@@ -211,38 +223,129 @@ local function collect(stream, conn, opts, deadline, out)
       if #chunk > 0 then opts.on_stderr(chunk) end
     end
     if st == "wait" then
-      if not wait(conn:fd(), "r", deadline) then st = "timeout" end
+      if not wait(conn:fd(), "r", deadline) then return "timeout" end
     elseif st == "more" then
       scheduler.yield()
-    end
-    if st ~= "wait" and st ~= "more" then
-      out.stdout = opts.on_stdout and "" or stream:take(1)
-      out.stderr = opts.on_stderr and "" or stream:take(2)
+    else
       return st, err
     end
   end
 end
 
-local function run_locked(self, cmd, opts)
+-- Arms `stream` for one step: output beyond max_output per stream is dropped
+-- (a stream given to a callback has no cap of its own).
+local function arm(self, stream, token, opts)
+  local cap = opts.max_output or self.max_output
+  stream:arm(token, not opts.on_stdout and cap or 0, not opts.on_stderr and cap or 0)
+end
+
+-- Follows a step to its end. Past its timeout or its output cap, the step's
+-- processes are killed and it gets GRACE seconds to end; if it does not (the
+-- shell itself is looping), "timeout" says the box must go.
+local function follow(self, stream, conn, opts, deadline, out)
+  local killed = false
+  while true do
+    local st, err = collect(stream, conn, opts, killed or deadline)
+    if st == "timeout" and not killed then out.timed_out = true end
+    if (st == "timeout" or st == "truncated") and not killed then
+      self:kill_steps()
+      killed = math.min(deadline, now() + GRACE)
+      if out.timed_out then killed = now() + GRACE end
+    elseif st ~= "truncated" then
+      local t1, t2 = stream:truncated()
+      out.stdout = opts.on_stdout and "" or stream:take(1)
+      out.stderr = opts.on_stderr and "" or stream:take(2)
+      out.truncated = (t1 or t2) or nil
+      return st, err
+    end
+  end
+end
+
+-- The count of OOM kills in the box's memory cgroup (v1 or v2), then the pids
+-- of every process but the probe's own subshell: at start, that is the
+-- lifeline, cat and the session shell, the processes a sweep spares. Shell
+-- builtins in a subshell (no state leaks into the session).
+local PROBE = "(read -r l </proc/self/stat; set -- $l; me=$1; k=; for d in /proc/[0-9]*; do "
+  .. 'p=${d#/proc/}; [ "$p" = "$me" ] || k="$k $p"; done; n=0; '
+  .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
+  .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n$k)'
+
+local run_locked
+
+-- Returns the OOM kill count and the list of pids (see PROBE), or nil.
+local function probe(self)
+  local r = run_locked(self, PROBE, { timeout = 10 })
+  if not r then return nil end
+  local ooms, pids = r.stdout:match("^(%d+)( [%d ]+)\n$")
+  return tonumber(ooms), pids
+end
+
+-- Kills every process the steps started, through the exec API as the box's
+-- user: all but the lifeline's own ($@, from the probe at start). Builtins
+-- only, so it works when a fork bomb has used up the pids; loops because a
+-- process may fork while it runs.
+local SWEEP = table_concat({
+  'keep=" $* "',
+  'for pass in 1 2 3 4 5 6 7 8; do found=',
+  '  for d in /proc/[0-9]*; do p=${d#/proc/}',
+  '    case "$keep" in *" $p "*) continue;; esac',
+  '    [ "$p" = "$$" ] || { kill -9 "$p" 2>/dev/null && found=1; }',
+  '  done; [ -z "$found" ] && break',
+  'done',
+}, "\n")
+
+local exec_locked
+
+function Box:kill_steps()
+  if self.sweeping or not self.lifeline_pids then return end
+  self.sweeping = true
+  local argv = { self.shell, "-c", SWEEP, "sweep" }
+  for pid in self.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
+  exec_locked(self, argv, { timeout = 10 })
+  self.sweeping = false
+end
+
+-- After a step killed with SIGKILL: was it the kernel's OOM killer?
+local function oom_killed(self)
+  local ooms = probe(self)
+  if not ooms or not self.ooms then return nil end
+  local grew = ooms > self.ooms
+  self.ooms = ooms
+  return grew or nil
+end
+
+-- After the box died with SIGKILL: asks the Engine's event log whether an OOM
+-- kill came first (the container is gone, so it cannot be inspected).
+local function died_of_oom(self)
+  local filters = { container = { self.id }, event = { "oom" } }
+  local status, body = self.docker:request("GET", "/events", { timeout = 5, query = {
+    since = tostring(self.started_at - 60), ["until"] = tostring(os.time()), filters = filters } })
+  return status and type(body) == "string" and body:find('"oom"', 1, true) ~= nil or nil
+end
+
+function run_locked(self, cmd, opts)
   local started = now()
   local deadline = started + (opts.timeout or self.timeout)
   local token_hex = core.random_hex(16)
-  self.stream:arm("\1" .. token_hex)
+  arm(self, self.stream, "\1" .. token_hex, opts)
   local ok, err = docker_api.send_all(self.conn, command_line(cmd, token_hex, opts.stdin), deadline)
   local out = {}
   local st
   if ok then
-    st, err = collect(self.stream, self.conn, opts, deadline, out)
+    st, err = follow(self, self.stream, self.conn, opts, deadline, out)
   else
     st = err == "timed out" and "timeout" or nil
   end
   out.duration = now() - started
   if st == "exit" then
     out.code = self.stream:code()
+    if out.code == SIGKILLED and cmd ~= PROBE then out.oom = oom_killed(self) end
     return result.new(out)
-  elseif st == "timeout" then
-    out.timed_out = true
-    self:shut(string_format("the box was stopped: a command timed out after %gs", opts.timeout or self.timeout))
+  elseif st == "timeout" then -- killing the step's processes did not end it: the shell itself runs on
+    out.box_stopped = true
+    self:shut(string_format("the box was stopped: a step went on past its %s even with its processes "
+      .. "killed (a loop in the shell itself); start a new box",
+      out.timed_out and ("timeout (" .. (opts.timeout or self.timeout) .. "s)") or "output cap"))
     self:stop()
     return result.new(out)
   elseif st == "eof" then
@@ -250,7 +353,13 @@ local function run_locked(self, cmd, opts)
     if self.stopped then return nil, self.dead end
     out.code = self:reap()
     out.exited = true
-    self.dead = string_format("the box's shell exited (code %s); start a new box", tostring(out.code))
+    if out.code == SIGKILLED then
+      out.oom = died_of_oom(self)
+      self.dead = out.oom and "the box was killed by the kernel: out of memory (raise start{ memory = ... })"
+        or "the box's container was killed (SIGKILL): removed from outside, or out of memory"
+    else
+      self.dead = string_format("the box's shell exited (code %s); start a new box", tostring(out.code))
+    end
     return result.new(out)
   end
   self:shut("the box's session failed: " .. tostring(err))
@@ -270,41 +379,41 @@ function Box:run(cmd, opts)
   return locked(self, run_locked, cmd, opts)
 end
 
-local function exec_locked(self, argv, opts)
+function exec_locked(self, argv, opts)
   local started = now()
-  local timeout = opts.timeout or self.timeout
-  local deadline = started + timeout
+  local deadline = started + (opts.timeout or self.timeout)
   local d = self.docker
+  local fail = "exec in box " .. self.id:sub(1, 12) .. ": "
   local status, created = d:request("POST", "/containers/" .. self.id .. "/exec", { body = {
     AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
-    Cmd = argv, Env = env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user,
+    Cmd = argv, Env = env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user or self.user,
   } })
-  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. created end
+  if not status then return nil, fail .. created end
   local path = "/exec/" .. created.Id
   local conn, rest
   status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
-  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. conn end
+  if not status then return nil, fail .. conn end
   local stream = core.stream()
-  stream:arm()
+  arm(self, stream, nil, opts)
   local out, st, err = {}, stream:feed(rest)
   if st and opts.stdin then
     st, err = docker_api.send_all(conn, opts.stdin, deadline)
     if st then st, err = conn:shutdown() end
-    if not st and err == "timed out" then st = "timeout" end
   end
-  if st and st ~= "timeout" then st, err = collect(stream, conn, opts, deadline, out) end
+  if st then st, err = follow(self, stream, conn, opts, deadline, out) end
   conn:close()
   out.duration = now() - started
-  if st == "timeout" then
+  if st == "timeout" then -- killed, and still not ended: the process is beyond reach
     out.timed_out = true
     return result.new(out)
   elseif st ~= "eof" then
-    return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. tostring(err)
+    return nil, fail .. tostring(err)
   end
   local info
   status, info = d:request("GET", path .. "/json")
-  if not status then return nil, "exec in box " .. self.id:sub(1, 12) .. ": " .. info end
+  if not status then return nil, fail .. info end
   out.code = math.tointeger(info.ExitCode)
+  if out.code == SIGKILLED and not self.sweeping then out.oom = oom_killed(self) end
   return result.new(out)
 end
 
@@ -325,8 +434,6 @@ function Box:exec(argv, opts)
 end
 
 -- Start ------------------------------------------------------------------------
-
-local DEFAULT_RUN_TIMEOUT = 300 -- seconds, per command, unless the box or call says otherwise
 
 -- Why a container did not start, told so the user knows what to do.
 local function start_error(image, shell, err, code)
@@ -355,31 +462,29 @@ function _M.start(d, opts)
     end
     labels[k] = v
   end
+  local config, host = hardening.container(opts)
   local status, created, code = d:request("POST", "/containers/create", {
     query = opts.name and { name = opts.name },
     body = {
       Image = opts.image,
       Entrypoint = { shell, "-c", LIFELINE, shell },
       Env = env_list(opts.env, "start"),
-      WorkingDir = opts.workdir,
-      User = opts.user,
+      WorkingDir = config.WorkingDir,
+      User = config.User,
       Labels = labels,
       AttachStdin = true, AttachStdout = true, AttachStderr = true,
       OpenStdin = true, StdinOnce = true, Tty = false,
-      NetworkDisabled = true,
-      HostConfig = {
-        AutoRemove = true,
-        NetworkMode = "none",
-        LogConfig = { Type = "none", Config = {} }, -- output is ours alone, never on the daemon's disk
-      },
+      NetworkDisabled = config.NetworkDisabled,
+      HostConfig = host,
     },
   })
   if not status then return nil, start_error(opts.image, shell, created, code) end
   local id = created.Id
 
   local self = setmetatable({
-    id = id, image = opts.image, docker = d, shell = shell,
-    timeout = opts.timeout or DEFAULT_RUN_TIMEOUT,
+    id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
+    timeout = opts.timeout or hardening.DEFAULTS.timeout,
+    max_output = opts.max_output or hardening.DEFAULTS.max_output,
     stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),
   }, box_mt)
   local function fail(err, c)
@@ -404,6 +509,13 @@ function _M.start(d, opts)
   if #rest > 0 then self.stream:feed(rest) end
   status, err, code = d:request("POST", "/containers/" .. id .. "/start")
   if not status then return fail(err, code) end
+  -- Learn the lifeline's pids (to kill what steps start) and the OOM count so far.
+  self.lock:lock()
+  self.ooms, self.lifeline_pids = probe(self)
+  self.lock:unlock()
+  if not self.lifeline_pids then
+    return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
+  end
   return self
 end
 

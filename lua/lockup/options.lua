@@ -12,7 +12,7 @@ function _M.sorted_keys(t)
   return keys
 end
 
--- Checks opts against known = {name = "type"}; `level` is the error level as
+-- Checks opts against known = {name = "type"} (or "type|type"); `level` is the error level as
 -- seen by the caller of check (as for error()). Returns opts, or {} for nil.
 function _M.check(opts, known, fname, level)
   level = level + 1
@@ -26,8 +26,9 @@ function _M.check(opts, known, fname, level)
       error(string_format("unknown option '%s' to '%s' (known: %s)", tostring(k), fname,
         table_concat(_M.sorted_keys(known), ", ")), level)
     end
-    if type(v) ~= want then
-      error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want, type(v)), level)
+    if type(v) ~= want and not ("|" .. want .. "|"):find("|" .. type(v) .. "|", 1, true) then
+      error(string_format("bad option '%s' to '%s' (%s expected, got %s)", k, fname, want:gsub("|", " or "),
+        type(v)), level)
     end
   end
   if opts.timeout and not (opts.timeout > 0) then -- luacheck: ignore 581 (NaN must fail too)
