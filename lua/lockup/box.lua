@@ -248,7 +248,7 @@ local function follow(self, stream, conn, opts, deadline, out)
     local st, err = collect(stream, conn, opts, killed or deadline)
     if st == "timeout" and not killed then out.timed_out = true end
     if (st == "timeout" or st == "truncated") and not killed then
-      self:kill_steps()
+      self:kill_processes()
       killed = math.min(deadline, now() + GRACE)
       if out.timed_out then killed = now() + GRACE end
     elseif st ~= "truncated" then
@@ -296,7 +296,9 @@ local SWEEP = table_concat({
 
 local exec_locked
 
-function Box:kill_steps()
+-- box:kill_processes(): kills every process the steps started, background
+-- ones too; the shell and its state stay. Used on a timeout or output cap.
+function Box:kill_processes()
   if self.sweeping or not self.lifeline_pids then return end
   self.sweeping = true
   local argv = { self.shell, "-c", SWEEP, "sweep" }
@@ -339,7 +341,11 @@ function run_locked(self, cmd, opts)
   out.duration = now() - started
   if st == "exit" then
     out.code = self.stream:code()
-    if out.code == SIGKILLED and cmd ~= PROBE then out.oom = oom_killed(self) end
+    -- The shell reports "Killed" for a job killed by a signal, which the OOM
+    -- killer may have sent to any process of the step, not just its last.
+    if cmd ~= PROBE and (out.code == SIGKILLED or out.stderr:find("Killed", 1, true)) then
+      out.oom = oom_killed(self)
+    end
     return result.new(out)
   elseif st == "timeout" then -- killing the step's processes did not end it: the shell itself runs on
     out.box_stopped = true
@@ -413,7 +419,9 @@ function exec_locked(self, argv, opts)
   status, info = d:request("GET", path .. "/json")
   if not status then return nil, fail .. info end
   out.code = math.tointeger(info.ExitCode)
-  if out.code == SIGKILLED and not self.sweeping then out.oom = oom_killed(self) end
+  if (out.code == SIGKILLED or out.stderr:find("Killed", 1, true)) and not self.sweeping then
+    out.oom = oom_killed(self)
+  end
   return result.new(out)
 end
 
