@@ -358,6 +358,11 @@ function run_locked(self, cmd, opts)
     self:shut("the box's shell has ended")
     if self.stopped then return nil, self.dead end
     out.code = self:reap()
+    if out.code == nil then -- no exit code: the daemon itself went away (killed, restarted)
+      self.dead = "lost the box: its stream ended and the Docker daemon at " .. self.docker.endpoint
+        .. " did not report an exit (did it stop or restart?); connect again and start a new box"
+      return nil, self.dead
+    end
     out.exited = true
     if out.code == SIGKILLED then
       out.oom = died_of_oom(self)
