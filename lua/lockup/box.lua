@@ -296,15 +296,20 @@ local SWEEP = table_concat({
 
 local exec_locked
 
--- box:kill_processes(): kills every process the steps started, background
--- ones too; the shell and its state stay. Used on a timeout or output cap.
+-- box:kill_processes() -> true | nil, err: kills every process the steps
+-- started, background ones too; the shell and its state stay. Used on a
+-- timeout or output cap; callable while another coroutine's step runs (that
+-- step then ends, killed).
 function Box:kill_processes()
-  if self.sweeping or not self.lifeline_pids then return end
+  if self.dead then return nil, self.dead end
+  if self.sweeping then return true end
   self.sweeping = true
   local argv = { self.shell, "-c", SWEEP, "sweep" }
   for pid in self.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
-  exec_locked(self, argv, { timeout = 10 })
+  local r, err = exec_locked(self, argv, { timeout = 10 })
   self.sweeping = false
+  if not r then return nil, "killing the box's processes: " .. err end
+  return true
 end
 
 -- After a step killed with SIGKILL: was it the kernel's OOM killer?
