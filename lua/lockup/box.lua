@@ -303,6 +303,7 @@ local exec_locked
 function Box:kill_processes()
   if self.dead then return nil, self.dead end
   if self.sweeping then return true end
+  if not self.lifeline_pids then return nil, "the box is still starting" end
   self.sweeping = true
   local argv = { self.shell, "-c", SWEEP, "sweep" }
   for pid in self.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
