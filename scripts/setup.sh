@@ -25,6 +25,11 @@ fi
 # A docker CLI may exist with no daemon behind it: ask the daemon itself.
 if ! docker version >/dev/null 2>&1; then
     command -v dockerd >/dev/null || { say "dockerd not found after installing docker.io"; exit 1; }
+    # A dockerd or containerd killed hard leaves its pid file, and a new one
+    # refuses to start while it is there: remove those of dead processes.
+    for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then as_root rm -f "$pidfile"; fi
+    done
     say "starting dockerd (log: /var/log/lockup-dockerd.log)"
     # No bridge, no iptables: containers run with networking off (see DESIGN.md).
     as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-masq=false \

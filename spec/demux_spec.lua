@@ -174,7 +174,7 @@ describe("demux", function()
 end)
 
 describe("stream caps", function()
-	local frame = require("support.bytes").frame
+
 	it("keeps at most the cap per stream, says so once, and keeps counting the sentinel", function()
 		local s = core.stream()
 		local tok = "\1" .. ("a"):rep(32)

@@ -31,14 +31,12 @@ local STDIN_CHUNK = 16384 -- stdin bytes per printf line
 -- the session shell exits on its own, the same kill ends cat, and PID 1 exits
 -- with the shell's code. PID 1 is a shell, so nothing in the box can kill it,
 -- and while it waits it reaps every zombie reparented to it (the job of an
--- init). Fds 7 and 8 keep the shell's stdout and stderr so that each command
--- can be given them afresh (see command_line); PID 1's own stderr goes to
--- /dev/null (fd 9 keeps the real one), or it would report "Killed" for the
--- pipeline it waits on.
+-- init). PID 1's own stderr goes to /dev/null (fd 9 keeps the real one for
+-- the session shell), or it would report "Killed" for the pipeline it waits on.
 local LIFELINE = table_concat({
-  'command -v cat >/dev/null 2>&1 || exec "$0" 7>&1 8>&2',
+  'command -v cat >/dev/null 2>&1 || exec "$0"',
   'exec 9>&2 2>/dev/null',
-  '{ cat; kill -9 -1; } | { "$0" 2>&9 7>&1 8>&9 9>&-; c=$?; kill -9 -1; exit $c; }',
+  '{ cat; kill -9 -1; } | { "$0" 2>&9 9>&-; c=$?; kill -9 -1; exit $c; }',
 }, "\n")
 
 local function owner()
@@ -60,27 +58,37 @@ local function printf_literal(s)
   end) .. "'"
 end
 
--- The text that runs `cmd` in the session shell. `command eval` keeps a syntax
--- error in cmd from ending the shell; the braces run it in the shell itself, so
--- cd, variables and functions persist; the redirections on the group give it
--- the shell's stdout/stderr afresh and restore them after (a command may close
--- its own). stdin is /dev/null, or a file holding exactly opts.stdin, written
--- by printf lines first (stdin never travels raw on the shell's input, where
--- the shell would read it as commands) and unlinked once open.
-local function command_line(cmd, token_hex, stdin)
+-- The text that runs `cmd` in the session shell. Fds 7 and 8 are set afresh
+-- from the shell's own stdout and stderr (a step may have changed them), and
+-- `command eval` keeps a syntax error in cmd from ending the shell; the braces
+-- run it in the shell itself, so cd, variables and functions persist; the
+-- redirections on the group give it the shell's stdout/stderr afresh and
+-- restore them after (a step may close its own). stdin is /dev/null, or a
+-- file holding exactly opts.stdin, written by printf lines first (stdin never
+-- travels raw on the shell's input, where the shell would read it as
+-- commands) and unlinked once open.
+-- Once the session shell's pid is known, only that process goes on to print
+-- the sentinel: a forked copy of the shell whose `eval` failed (a background
+-- job with a syntax error, a fork bomb's "can't fork") returns from it into
+-- the rest of this line, and would print it, then read later steps. The exit
+-- code waits in $1 meanwhile (`set --` and `shift` leave "$@" as it was).
+local function command_line(cmd, token_hex, stdin, shell_pid)
   local lines = {}
-  local tail = string_format("command printf '\\001%s %%d\\n' $?; command printf '\\001%s 0\\n' >&2",
-    token_hex, token_hex)
+  local guard = shell_pid and string_format(
+    "[ -d /proc/%d ] && ! [ /proc/self -ef /proc/%d ] && exit; ", shell_pid, shell_pid) or ""
+  local tail = string_format("set -- $? \"$@\"; %scommand printf '\\001%s %%d\\n' \"$1\"; shift; "
+    .. "command printf '\\001%s 0\\n' >&2", guard, token_hex, token_hex)
+  local open = "exec 7>&1 8>&2; "
   if stdin then
     local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
     lines[1] = "command printf '' >" .. source
     for i = 1, #stdin, STDIN_CHUNK do
       lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
     end
-    lines[#lines + 1] = string_format("{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
-      source, shell_quote(cmd), source, tail)
+    lines[#lines + 1] = string_format("%s{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
+      open, source, shell_quote(cmd), source, tail)
   else
-    lines[1] = string_format("{ command eval %s; } </dev/null >&7 2>&8; %s", shell_quote(cmd), tail)
+    lines[1] = string_format("%s{ command eval %s; } </dev/null >&7 2>&8; %s", open, shell_quote(cmd), tail)
   end
   return table_concat(lines, "\n") .. "\n"
 end
@@ -167,13 +175,17 @@ function Box:stop()
     local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill")
     if not status and code ~= 404 and code ~= 409 then -- 404/409: already gone / not running
       self:shut(self.dead)
+      self.stopped = false -- not confirmed: a later stop tries again
       return nil, "stopping box " .. self.id:sub(1, 12) .. ": " .. err
     end
   end
   self:reap()
   if self.exit_code == nil then -- the wait call failed: make sure it is gone
     local status, err, code = self.docker:request("DELETE", "/containers/" .. self.id, { query = { force = 1 } })
-    if not status and code ~= 404 then return nil, "removing box " .. self.id:sub(1, 12) .. ": " .. err end
+    if not status and code ~= 404 then
+      self.stopped = false
+      return nil, "removing box " .. self.id:sub(1, 12) .. ": " .. err
+    end
   end
   return true
 end
@@ -261,29 +273,30 @@ local function follow(self, stream, conn, opts, deadline, out)
   end
 end
 
--- The count of OOM kills in the box's memory cgroup (v1 or v2), then the pids
--- of every process but the probe's own subshell: at start, that is the
+-- The count of OOM kills in the box's memory cgroup (v1 or v2), the session
+-- shell's pid, then the pids of every process but the probe's own subshell: at start, that is the
 -- lifeline, cat and the session shell, the processes a sweep spares. Shell
 -- builtins in a subshell (no state leaks into the session).
 local PROBE = "(read -r l </proc/self/stat; set -- $l; me=$1; k=; for d in /proc/[0-9]*; do "
   .. 'p=${d#/proc/}; [ "$p" = "$me" ] || k="$k $p"; done; n=0; '
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
-  .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n$k)'
+  .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
 
 local run_locked
 
--- Returns the OOM kill count and the list of pids (see PROBE), or nil.
+-- Returns the OOM kill count, the session shell's pid and the list of pids
+-- (see PROBE), or nil.
 local function probe(self)
   local r = run_locked(self, PROBE, { timeout = 10 })
   if not r then return nil end
-  local ooms, pids = r.stdout:match("^(%d+)( [%d ]+)\n$")
-  return tonumber(ooms), pids
+  local ooms, pid, pids = r.stdout:match("^(%d+) (%d+)( [%d ]+)\n$")
+  return tonumber(ooms), tonumber(pid), pids
 end
 
 -- Kills every process the steps started, through the exec API as the box's
--- user: all but the lifeline's own ($@, from the probe at start). Builtins
--- only, so it works when a fork bomb has used up the pids; loops because a
--- process may fork while it runs.
+-- user: all but the lifeline's own ($@, from the probe at start). Loops
+-- because a process may fork while it runs. An exec needs a free pid: when a
+-- fork bomb has used them all, it fails (and a timed-out step then stops the box).
 local SWEEP = table_concat({
   'keep=" $* "',
   'for pass in 1 2 3 4 5 6 7 8; do found=',
@@ -292,6 +305,7 @@ local SWEEP = table_concat({
   '    [ "$p" = "$$" ] || { kill -9 "$p" 2>/dev/null && found=1; }',
   '  done; [ -z "$found" ] && break',
   'done',
+  'exit 0',
 }, "\n")
 
 local exec_locked
@@ -309,7 +323,9 @@ function Box:kill_processes()
   for pid in self.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
   local r, err = exec_locked(self, argv, { timeout = 10 })
   self.sweeping = false
-  if not r then return nil, "killing the box's processes: " .. err end
+  if not r or r.code ~= 0 then
+    return nil, "killing the box's processes: " .. (err or (r.stderr .. r.stdout):gsub("%s+$", ""))
+  end
   return true
 end
 
@@ -328,6 +344,8 @@ local function died_of_oom(self)
   local filters = { container = { self.id }, event = { "oom" } }
   local status, body = self.docker:request("GET", "/events", { timeout = 5, query = {
     since = tostring(self.started_at - 60), ["until"] = tostring(os.time()), filters = filters } })
+  -- One event comes back decoded (it is a JSON document); more are JSON lines.
+  if type(body) == "table" then return (body.status == "oom" or body.Action == "oom") or nil end
   return status and type(body) == "string" and body:find('"oom"', 1, true) ~= nil or nil
 end
 
@@ -336,7 +354,7 @@ function run_locked(self, cmd, opts)
   local deadline = started + (opts.timeout or self.timeout)
   local token_hex = core.random_hex(16)
   arm(self, self.stream, "\1" .. token_hex, opts)
-  local ok, err = docker_api.send_all(self.conn, command_line(cmd, token_hex, opts.stdin), deadline)
+  local ok, err = docker_api.send_all(self.conn, command_line(cmd, token_hex, opts.stdin, self.shell_pid), deadline)
   local out = {}
   local st
   if ok then
@@ -356,7 +374,7 @@ function run_locked(self, cmd, opts)
   elseif st == "timeout" then -- killing the step's processes did not end it: the shell itself runs on
     out.box_stopped = true
     self:shut(string_format("the box was stopped: a step went on past its %s even with its processes "
-      .. "killed (a loop in the shell itself); start a new box",
+      .. "killed (a loop in the shell itself, or the container is paused); start a new box",
       out.timed_out and ("timeout (" .. (opts.timeout or self.timeout) .. "s)") or "output cap"))
     self:stop()
     return result.new(out)
@@ -379,7 +397,7 @@ function run_locked(self, cmd, opts)
     end
     return result.new(out)
   end
-  self:shut("the box's session failed: " .. tostring(err))
+  self:shut("lost the box's session (did the Docker daemon stop or restart?): " .. tostring(err))
   self:stop()
   return nil, self.dead
 end
@@ -530,7 +548,7 @@ function _M.start(d, opts)
   if not status then return fail(err, code) end
   -- Learn the lifeline's pids (to kill what steps start) and the OOM count so far.
   self.lock:lock()
-  self.ooms, self.lifeline_pids = probe(self)
+  self.ooms, self.shell_pid, self.lifeline_pids = probe(self)
   self.lock:unlock()
   if not self.lifeline_pids then
     return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
