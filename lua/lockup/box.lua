@@ -339,14 +339,22 @@ local function oom_killed(self)
 end
 
 -- After the box died with SIGKILL: asks the Engine's event log whether an OOM
--- kill came first (the container is gone, so it cannot be inspected).
+-- kill came first (the container is gone, so it cannot be inspected). The log
+-- is read up to the container's "die" event, which comes after any "oom".
 local function died_of_oom(self)
-  local filters = { container = { self.id }, event = { "oom" } }
-  local status, body = self.docker:request("GET", "/events", { timeout = 5, query = {
-    since = tostring(self.started_at - 60), ["until"] = tostring(os.time()), filters = filters } })
-  -- One event comes back decoded (it is a JSON document); more are JSON lines.
-  if type(body) == "table" then return (body.status == "oom" or body.Action == "oom") or nil end
-  return status and type(body) == "string" and body:find('"oom"', 1, true) ~= nil or nil
+  local filters = { container = { self.id }, event = { "oom", "die" } }
+  for _ = 1, 3 do
+    -- until: the next whole second, so that events of this second are in
+    -- (the daemon holds the answer until then)
+    local status, body = self.docker:request("GET", "/events", { timeout = 5, query = {
+      since = tostring(self.started_at - 60), ["until"] = tostring(os.time() + 1), filters = filters } })
+    if not status then return nil end
+    -- One event comes back decoded (a single JSON document); more are JSON lines.
+    local text = type(body) == "table" and ('"Action":"' .. tostring(body.Action) .. '"') or tostring(body)
+    if text:find('"Action":"oom"', 1, true) then return true end
+    if text:find('"Action":"die"', 1, true) then return nil end
+  end
+  return nil
 end
 
 function run_locked(self, cmd, opts)
