@@ -74,7 +74,9 @@ local function status_lines(stdout, keys)
   return t
 end
 
-describe("hostile commands", function()
+-- The shared set-up of both suites below: the connection, and every box a
+-- test opened stopped after it.
+local function fixtures()
   setup(function()
     docker = helper.docker()
     owner = helper.owner()
@@ -85,6 +87,10 @@ describe("hostile commands", function()
     for _, b in ipairs(opened) do b:stop() end
     opened = {}
   end)
+end
+
+describe("hostile commands", function()
+  fixtures()
 
   describe("a fork bomb", function()
     it("returns within seconds, stays inside `pids`, and the box stops", function()
@@ -525,16 +531,7 @@ describe("hostile commands", function()
 end)
 
 describe("opting out of the secure defaults", function()
-  setup(function()
-    docker = helper.docker()
-    owner = helper.owner()
-    before = helper.boxes(owner)
-  end)
-
-  after_each(function()
-    for _, b in ipairs(opened) do b:stop() end
-    opened = {}
-  end)
+  fixtures()
 
   it("user = 'root': uid 0, capabilities still dropped, root filesystem still read-only", function()
     local box = start { user = "root" }
