@@ -92,7 +92,6 @@ local function command_line(cmd, token_hex, stdin, shell_pid)
   end
   return table_concat(lines, "\n") .. "\n"
 end
-_M.command_line = command_line -- for specs
 
 -- Options -------------------------------------------------------------------
 
@@ -564,5 +563,4 @@ function _M.start(d, opts)
   return self
 end
 
-_M.Box = Box
 return _M

@@ -19,8 +19,6 @@ _M.MAX_API = "1.45" -- the newest API whose requests lockup writes
 local DEFAULT_TIMEOUT = 60 -- seconds for one REST call
 local POOL_MAX = 8 -- idle keep-alive connections kept per client
 
-_M.null = cjson.null
-_M.encode = cjson.encode
 
 local Docker = {}
 Docker.__index = Docker
