@@ -180,7 +180,7 @@ function Docker:send(method, path, opts)
     c:close()
     return nil, string_format("%s %s: %s", method, path, err)
   end
-  return { conn = c, method = method, path = path, opts = opts, deadline = deadline, text = text, pooled = pooled }
+  return { conn = c, method = method, path = path, opts = opts, deadline = deadline, pooled = pooled }
 end
 
 local function decode(body, headers)
@@ -201,20 +201,13 @@ end
 -- Reads the response to a pending call: status, body (decoded JSON, or text),
 -- headers; or nil, err, status. With opts.hijack, a 101/200 answer returns the
 -- connection itself and the stream bytes already read: status, conn, bytes.
--- opts.on_body(chunk) receives the body as it arrives instead.
 function Docker:receive(call, deadline)
   local c, opts = call.conn, call.opts
   deadline = deadline or call.deadline
   local r = core.response(call.method == "HEAD")
-  local chunks, got_head = {}, false
+  local got_head = false
   while true do
     local st, err = r:pump(c)
-    if opts.on_body or st == "done" then
-      local b = r:body()
-      if #b > 0 then
-        if opts.on_body and r:status() < 300 then opts.on_body(b) else chunks[#chunks + 1] = b end
-      end
-    end
     if st == "wait" then
       if not wait(c:fd(), "r", deadline) then
         c:close()
@@ -236,7 +229,7 @@ function Docker:receive(call, deadline)
       else
         c:close()
       end
-      local body = decode(table_concat(chunks), headers)
+      local body = decode(r:body(), headers)
       if status >= 400 then return nil, error_message(call, status, body), status end
       return status, body, headers
     else
