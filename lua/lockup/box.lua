@@ -107,7 +107,7 @@ local RUN_OPTIONS = {
   stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
 }
 local EXEC_OPTIONS = {
-  stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
+  stdin = "string|function", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
   env = "table", workdir = "string", user = "string",
 }
 
@@ -127,6 +127,7 @@ end
 -- The box ----------------------------------------------------------------------
 
 local Box = {}
+_M.Box = Box -- lockup.files adds its methods
 local box_mt = { __index = Box, __name = "lockup.box" }
 
 function box_mt.__tostring(self)
@@ -219,20 +220,27 @@ end
 local GRACE = 2 -- seconds a step gets to end once its processes were killed
 local SIGKILLED = 128 + 9
 
+-- Reads what the connection has for the stream and hands it to the callbacks,
+-- if any; returns stream:pump's answer.
+local function pump(stream, conn, opts)
+  local st, err = stream:pump(conn)
+  if opts.on_stdout then
+    local chunk = stream:take(1)
+    if #chunk > 0 then opts.on_stdout(chunk) end
+  end
+  if opts.on_stderr then
+    local chunk = stream:take(2)
+    if #chunk > 0 then opts.on_stderr(chunk) end
+  end
+  return st, err
+end
+
 -- Reads until the stream says how the step ended: "exit", "eof", "truncated"
 -- (a cap was reached), "timeout", or nil, err. Callbacks get output as it
 -- arrives; without them it stays in C until the end (no copies on the way).
 local function collect(stream, conn, opts, deadline)
   while true do
-    local st, err = stream:pump(conn)
-    if opts.on_stdout then
-      local chunk = stream:take(1)
-      if #chunk > 0 then opts.on_stdout(chunk) end
-    end
-    if opts.on_stderr then
-      local chunk = stream:take(2)
-      if #chunk > 0 then opts.on_stderr(chunk) end
-    end
+    local st, err = pump(stream, conn, opts)
     if st == "wait" then
       if not wait(conn:fd(), "r", deadline) then return "timeout" end
     elseif st == "more" then
@@ -421,6 +429,39 @@ function Box:run(cmd, opts)
   return locked(self, run_locked, cmd, opts)
 end
 
+-- Sends an exec's stdin (a string, or a function returning the next chunk and
+-- nil at the end) while reading its output, so that a process that stops
+-- reading (it failed, or exited) cannot stall the sender: once the stream
+-- ends, or the daemon refuses more, the rest is not sent and the exit code
+-- tells what happened; past the deadline, follow() handles the timeout.
+-- Returns true, or nil, err when the source failed.
+local function send_stdin(stream, conn, opts, deadline)
+  local source, chunk, i = opts.stdin, "", 1
+  if type(source) == "string" then
+    local once = source
+    source = function() local s = once; once = nil; return s end
+  end
+  while true do
+    if i > #chunk then
+      local err
+      chunk, err = source()
+      if chunk == nil then
+        if err then return nil, "reading stdin: " .. tostring(err) end
+        conn:shutdown() -- fails only if the stream is gone, which the exit code then tells
+        return true
+      end
+      if type(chunk) ~= "string" then return nil, "reading stdin: the source returned a " .. type(chunk) end
+      i = 1
+    end
+    local n = conn:send(chunk, i)
+    if not n then return true end -- the daemon closed the stream: the process ended
+    i = i + n
+    local st = pump(stream, conn, opts)
+    if st == "eof" or st == nil then return true end
+    if n == 0 and st == "wait" and not wait(conn:fd(), "rw", deadline) then return true end
+  end
+end
+
 function exec_locked(self, argv, opts)
   local started = now()
   local deadline = started + (opts.timeout or self.timeout)
@@ -438,10 +479,7 @@ function exec_locked(self, argv, opts)
   local stream = core.stream()
   arm(self, stream, nil, opts)
   local out, st, err = {}, stream:feed(rest)
-  if st and opts.stdin then
-    st, err = docker_api.send_all(conn, opts.stdin, deadline)
-    if st then st, err = conn:shutdown() end
-  end
+  if st and opts.stdin then st, err = send_stdin(stream, conn, opts, deadline) end
   if st then st, err = follow(self, stream, conn, opts, deadline, out) end
   conn:close()
   out.duration = now() - started
@@ -527,6 +565,7 @@ function _M.start(d, opts)
 
   local self = setmetatable({
     id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
+    workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = options.sorted_keys(host.Tmpfs),
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),

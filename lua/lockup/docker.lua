@@ -135,18 +135,25 @@ local function query_string(q)
   return #parts > 0 and ("?" .. table_concat(parts, "&")) or ""
 end
 
+-- The request's head, and its body when that is a string or a table (JSON).
+-- A function body (a source of chunks) is sent after it, chunked.
 local function request_text(self, method, path, opts)
   local body, ctype = opts.body, opts.content_type
   if type(body) == "table" then
     body, ctype = cjson.encode(body), "application/json"
   end
+  local streamed = type(body) == "function"
+  if streamed then body = nil end
   local target = (opts.unversioned and "" or self.prefix) .. path .. query_string(opts.query)
   local lines = { method .. " " .. target .. " HTTP/1.1", "Host: docker", "User-Agent: lockup" }
   if opts.hijack then
     lines[#lines + 1] = "Connection: Upgrade"
     lines[#lines + 1] = "Upgrade: tcp"
   end
-  if body then
+  if streamed then
+    lines[#lines + 1] = "Content-Type: " .. (ctype or "application/octet-stream")
+    lines[#lines + 1] = "Transfer-Encoding: chunked"
+  elseif body then
     lines[#lines + 1] = "Content-Type: " .. (ctype or "application/octet-stream")
     lines[#lines + 1] = "Content-Length: " .. #body
   elseif method == "POST" or method == "PUT" then
@@ -156,9 +163,24 @@ local function request_text(self, method, path, opts)
   return table_concat(lines, "\r\n") .. (body or "")
 end
 
+-- Sends a body given as a source function, chunked: true, or nil, err and
+-- whether the source (not the connection) failed.
+local function send_chunked(c, source, deadline)
+  while true do
+    local chunk, err = source()
+    if chunk == nil and err then return nil, err, true end
+    if chunk == nil then return _M.send_all(c, "0\r\n\r\n", deadline) end
+    if #chunk > 0 then
+      local ok, serr = _M.send_all(c, string_format("%x\r\n%s\r\n", #chunk, chunk), deadline)
+      if not ok then return nil, serr end
+    end
+  end
+end
+
 -- Sends a request; returns a pending call to hand to Docker:receive. A pooled
 -- connection the daemon has closed meanwhile fails on first use: then the call
 -- is retried once on a fresh connection (nothing of it reached the daemon).
+-- A streamed body (opts.body a function) is sent in full before this returns.
 function Docker:send(method, path, opts)
   opts = opts or {}
   local deadline = now() + (opts.timeout or self.timeout)
@@ -180,7 +202,21 @@ function Docker:send(method, path, opts)
     c:close()
     return nil, string_format("%s %s: %s", method, path, err)
   end
-  return { conn = c, method = method, path = path, opts = opts, deadline = deadline, pooled = pooled }
+  local call = { conn = c, method = method, path = path, opts = opts, deadline = deadline, pooled = pooled }
+  if type(opts.body) == "function" then
+    call.pooled = false -- the body cannot be sent again
+    local source_failed
+    ok, err, source_failed = send_chunked(c, opts.body, deadline)
+    if source_failed then
+      c:close()
+      return nil, err
+    elseif not ok then -- the daemon stopped reading: its answer says why
+      local status, body = self:receive(call, math.min(deadline, now() + 5))
+      return nil, status and string_format("%s %s: the daemon answered %d before the whole body was sent",
+        method, path, status) or body
+    end
+  end
+  return call
 end
 
 local function decode(body, headers)
@@ -201,13 +237,19 @@ end
 -- Reads the response to a pending call: status, body (decoded JSON, or text),
 -- headers; or nil, err, status. With opts.hijack, a 101/200 answer returns the
 -- connection itself and the stream bytes already read: status, conn, bytes.
+-- With opts.on_body, a successful answer's body goes to it as it arrives
+-- (streaming endpoints: build, pull), and the body returned is "".
 function Docker:receive(call, deadline)
   local c, opts = call.conn, call.opts
   deadline = deadline or call.deadline
   local r = core.response(call.method == "HEAD")
-  local got_head = false
+  local got_head, streaming = false, false
   while true do
     local st, err = r:pump(c)
+    if streaming and st ~= "head" then
+      local chunk = r:body()
+      if #chunk > 0 then opts.on_body(chunk) end
+    end
     if st == "wait" then
       if not wait(c:fd(), "r", deadline) then
         c:close()
@@ -222,6 +264,7 @@ function Docker:receive(call, deadline)
       if opts.hijack and (status == 101 or status == 200) then
         return status, c, r:rest()
       end
+      streaming = opts.on_body ~= nil and status < 400
     elseif st == "done" then
       local status, headers = r:status(), r:headers()
       if r:keep_alive() and not opts.dedicated and #self.idle < POOL_MAX then

@@ -11,6 +11,8 @@ local box = require "lockup.box"
 local scheduler = require "lockup.scheduler"
 local core = require "lockup.core"
 local options = require "lockup.options"
+local files = require "lockup.files"
+local image = require "lockup.image"
 
 local _M = {
   _VERSION = "lockup 0.1",
@@ -28,6 +30,14 @@ local Docker = docker_api.Docker
 function Docker:start(opts)
   return box.start(self, opts)
 end
+
+-- Images (lockup.image) and files in and out of boxes (lockup.files).
+Docker.build, Docker.import, Docker.pull = image.build, image.import, image.pull
+Docker.image_exists, Docker.remove_image = image.image_exists, image.remove_image
+_M.content_tag = image.content_tag
+_M.progress = require "lockup.progress"
+local Box = box.Box
+Box.put, Box.put_file, Box.get, Box.get_file = files.put, files.put_file, files.get, files.get_file
 
 -- docker:prune([{all = true}]) -> number removed | nil, err. Removes the boxes
 -- whose owning process (on this host) is gone; with all = true, every box.
