@@ -179,7 +179,7 @@ function _M.put_file(self, host_path, path, opts)
   local dir, name = full:match("^(.*)/([^/]+)$")
   local entries
   entries, err = context.entries { [name] = { file = host_path, mode = opts.mode } }
-  if not entries then return fail("put_file", host_path, err) end
+  if not entries then return nil, "put_file: " .. err end
   return extract(self, "put_file", path, dir == "" and "/" or dir, entries, opts)
 end
 

@@ -1,0 +1,72 @@
+-- The seed article's job end to end: examples/thumbnail.lua turns a JPEG into
+-- a 120x120 thumbnail in a box built from debian-gm:local (scripts/setup.sh).
+local helper = require "helper"
+
+-- Width and height from a JPEG's start-of-frame segment, decoded here on the
+-- host (not by the tool that made it); nil, why if it is not a JPEG.
+local function jpeg_size(data)
+  if data:sub(1, 2) ~= "\255\216" then return nil, "no SOI marker" end
+  local i = 3
+  while i + 8 <= #data do
+    if data:byte(i) ~= 0xFF then return nil, "bad marker at byte " .. i end
+    local marker = data:byte(i + 1)
+    if marker == 0xFF then
+      i = i + 1 -- fill byte
+    else
+      local len = string.unpack(">I2", data, i + 2)
+      -- SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC)
+      if marker >= 0xC0 and marker <= 0xCF and marker ~= 0xC4 and marker ~= 0xC8 and marker ~= 0xCC then
+        local h, w = string.unpack(">I2I2", data, i + 5)
+        return w, h
+      end
+      i = i + 2 + len
+    end
+  end
+  return nil, "no start-of-frame segment"
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+describe("examples/thumbnail.lua", function()
+  local dir, input, output
+  before_each(function()
+    dir = helper.sh("mktemp -d"):gsub("%s+$", "")
+    input, output = dir .. "/in put.jpg", dir .. "/in put-thumb.jpg"
+    assert(io.open(input, "wb")):write(read("examples/photo.jpg")):close()
+  end)
+  after_each(function()
+    helper.sh("rm -rf " .. helper.shell_quote(dir))
+  end)
+
+  local function run_example(path)
+    local code = string.format("arg = { [0] = 'examples/thumbnail.lua', %q }; dofile(arg[0])", path)
+    return helper.sh(helper.lua_cmd(code) .. " 2>&1")
+  end
+
+  it("writes a 120x120 JPEG next to its input, from a box with no network", function()
+    local w, h = jpeg_size(read(input))
+    assert.same({ 800, 600 }, { w, h }) -- the input is not already a thumbnail
+    local out, ok = run_example(input)
+    assert.is_true(ok, out)
+    w, h = jpeg_size(read(output))
+    assert.same({ 120, 120 }, { w, h })
+    -- the box's own report: GraphicsMagick's view, and its only interface
+    assert.matches("JPEG 120x120", out, 1, true)
+    assert.matches("the box's network: lo)", out, 1, true)
+  end)
+
+  it("fails clearly on an input that is not an image, and leaves nothing behind", function()
+    assert(io.open(input, "wb")):write("not a jpeg at all"):close()
+    local before = #helper.boxes()
+    local out, ok = run_example(input)
+    assert.is_false(ok)
+    assert.matches("conversion failed", out, 1, true)
+    assert.is_nil(io.open(output, "rb"))
+    assert.equal(before, #helper.boxes())
+  end)
+end)
