@@ -8,9 +8,27 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Temporary directories (image roots) and files to remove on exit, even on failure.
+# A root debootstrap left mounts in (killed mid-run) is unmounted first, and rm
+# stays on its file system, so a bind mount never takes the host's files along.
+TEMP_DIRS=""
+cleanup() {
+    for d in $TEMP_DIRS; do
+        [ -e "$d" ] || continue
+        for m in $(awk -v d="$d/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+            as_root umount -l "$m" 2>/dev/null || true
+        done
+        as_root rm -rf --one-file-system "$d" || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # --- Debian packages --------------------------------------------------------
 PACKAGES="make gcc pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev
-lua-busted docker.io busybox-static ${LOCKUP_EXTRA_PACKAGES:-}"
+lua-busted docker.io busybox-static debootstrap libarchive-dev libssl-dev
+${LOCKUP_EXTRA_PACKAGES:-}"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -46,7 +64,7 @@ fi
 if ! docker image inspect busybox:local >/dev/null 2>&1; then
     say "building image busybox:local"
     root=$(mktemp -d)
-    trap 'rm -rf "$root"' EXIT
+    TEMP_DIRS="$TEMP_DIRS $root"
     mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/home/sandbox"
     chmod 1777 "$root/tmp"
     cp /bin/busybox "$root/bin/busybox"
@@ -58,4 +76,42 @@ if ! docker image inspect busybox:local >/dev/null 2>&1; then
     chown 1000:1000 "$root/home/sandbox"
     tar -C "$root" -c . | docker import - busybox:local >/dev/null
 fi
+
+# --- Debian images, built with debootstrap from this machine's apt mirror ------
+# The mirror: the first URIs: of debian.sources that is not the security archive,
+# else the first deb line of sources.list (skipping an [option] block).
+debian_mirror() {
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i !~ /-security/) { print $i; exit } }' \
+            /etc/apt/sources.list.d/debian.sources
+    elif [ -f /etc/apt/sources.list ]; then
+        awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++; if ($i ~ /\]$/) i++; print $i; exit }' \
+            /etc/apt/sources.list
+    fi
+}
+
+# debian_image TAG PACKAGES: a minimal bookworm (minbase) with PACKAGES (comma
+# separated) imported as TAG, unless the Engine already has TAG.
+debian_image() {
+    tag=$1 include=$2
+    docker image inspect "$tag" >/dev/null 2>&1 && return 0
+    mirror=$(debian_mirror)
+    [ -n "$mirror" ] || { say "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"; exit 1; }
+    say "building image $tag (debootstrap, about a minute)"
+    started=$(date +%s)
+    dir=$(mktemp -d)
+    TEMP_DIRS="$TEMP_DIRS $dir $dir.log"
+    as_root debootstrap --variant=minbase --include="$include" bookworm "$dir" "$mirror" \
+        >"$dir.log" 2>&1 || { say "debootstrap failed for $tag; its last lines:"; tail -n 20 "$dir.log" >&2; exit 1; }
+    # Shrink: no package cache, no apt lists, no man pages or docs (copyrights stay).
+    as_root rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin \
+        "$dir"/var/lib/apt/lists/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
+    as_root find "$dir/usr/share/doc" -type f ! -name copyright -delete
+    as_root chmod 1777 "$dir/tmp"
+    as_root tar -C "$dir" -c . | docker import - "$tag" >/dev/null
+    as_root rm -rf --one-file-system "$dir" "$dir.log"
+    say "built image $tag in $(($(date +%s) - started)) s"
+}
+debian_image debian-gm:local graphicsmagick
+debian_image debian-lua:local lua5.4,lua-cjson
 say "ready"
