@@ -3,18 +3,21 @@ LUA_VERSION ?= 5.4
 LUA_CFLAGS  ?= $(shell pkg-config --cflags lua$(LUA_VERSION))
 CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl)
 CURL_LIBS   ?= $(shell pkg-config --libs libcurl)
+# libarchive writes tar streams; libcrypto (OpenSSL, which libcurl loads anyway) hashes.
+DEP_CFLAGS  ?= $(shell pkg-config --cflags libarchive libcrypto)
+DEP_LIBS    ?= $(shell pkg-config --libs libarchive libcrypto)
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Werror=implicit-function-declaration
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS)
+ALL_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(DEP_CFLAGS)
 
-CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/http.c src/conn.c
-BIND_SRC := src/l_core.c src/l_conn.c src/l_response.c src/l_stream.c
+CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/http.c src/conn.c src/tar.c src/frame.c
+BIND_SRC := src/l_core.c src/l_conn.c src/l_response.c src/l_stream.c src/l_tar.c src/l_hash.c src/l_fs.c src/l_frame.c
 HEADERS  := $(wildcard src/*.h)
 BUILD    ?= build
 
 $(BUILD)/lockup/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) | $(BUILD)/lockup
-	$(CC) $(ALL_CFLAGS) -shared -o $@ $(CORE_SRC) $(BIND_SRC) $(CURL_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $(CORE_SRC) $(BIND_SRC) $(CURL_LIBS) $(DEP_LIBS) $(LDFLAGS)
 
 $(BUILD)/lockup:
 	mkdir -p $@
@@ -28,6 +31,7 @@ example:
 	./scripts/setup.sh
 	$(MAKE) --no-print-directory
 	$(RUN_ENV) $(LUA) examples/quickstart.lua
+	$(RUN_ENV) $(LUA) examples/thumbnail.lua
 
 check:
 	./scripts/check.sh
@@ -56,6 +60,7 @@ lint:
 bench: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/latency.lua
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
+	$(RUN_ENV) $(LUA) bench/files.lua
 
 include fuzz/fuzz.mk
 

@@ -15,6 +15,8 @@ dependencies = { "lua >= 5.1", "lua-cjson" }
 external_dependencies = {
   -- the library only: Debian keeps curl.h in a multiarch directory luarocks does not search
   CURL = { library = "curl" },
+  ARCHIVE = { header = "archive.h" },
+  CRYPTO = { header = "openssl/evp.h" },
 }
 build = {
   type = "builtin",
@@ -26,13 +28,17 @@ build = {
     ["lockup.options"] = "lua/lockup/options.lua",
     ["lockup.result"] = "lua/lockup/result.lua",
     ["lockup.scheduler"] = "lua/lockup/scheduler.lua",
+    ["lockup.inmate.codec"] = "lua/lockup/inmate/codec.lua",
+    -- a script for the jail, not for require: the host copies it and the codec into the image
+    ["lockup.inmate.runner"] = "lua/lockup/inmate/runner.lua",
     ["lockup.core"] = {
       sources = {
-        "src/buf.c", "src/demux.c", "src/sentinel.c", "src/http.c", "src/conn.c",
+        "src/buf.c", "src/demux.c", "src/sentinel.c", "src/http.c", "src/conn.c", "src/tar.c", "src/frame.c",
         "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c",
+        "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c",
       },
       defines = { "_GNU_SOURCE" },
-      libraries = { "curl" },
+      libraries = { "curl", "archive", "crypto" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },

@@ -44,7 +44,7 @@ suite "specs" make --no-print-directory test
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
-for parser in demux sentinel http; do
+for parser in demux sentinel http frame; do
     step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
 done
 

@@ -95,6 +95,10 @@ __attribute__((visibility("default"))) int luaopen_lockup_core(lua_State *L) {
     lk_open_conn(L);
     lk_open_response(L);
     lk_open_stream(L);
+    lk_open_frames(L);
+    lk_open_tar(L);
+    lk_open_hash(L);
+    lk_open_fs(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

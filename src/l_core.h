@@ -8,12 +8,20 @@
 #define LK_CONN "lockup.conn"
 #define LK_RESPONSE "lockup.response"
 #define LK_STREAM "lockup.stream"
+#define LK_FRAMES "lockup.frames"
+#define LK_TAR "lockup.tar"
+#define LK_SHA256 "lockup.sha256"
 
 #define LK_READ_CHUNK 65536
 
 void lk_open_conn(lua_State *L);
 void lk_open_response(lua_State *L);
 void lk_open_stream(lua_State *L);
+void lk_open_frames(lua_State *L);
+void lk_open_tar(lua_State *L);
+void lk_open_hash(lua_State *L);
+/* Adds the filesystem functions (lstat, listdir...) to the table on top. */
+void lk_open_fs(lua_State *L);
 
 /* The open connection at index i; raises if it is closed. */
 lk_conn *lk_check_conn(lua_State *L, int i);

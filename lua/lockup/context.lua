@@ -11,7 +11,7 @@
 -- { name, type = "file"|"dir"|"symlink", mode, data | path, size, target, mtime }.
 local core = require "lockup.core"
 
-local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local string_format, string_pack, table_sort, table_concat = string.format, string.pack, table.sort, table.concat
 
 local _M = {}
@@ -84,13 +84,15 @@ local function from_table(set, out)
   for name, spec in pairs(set) do
     local bad = _M.bad_name(name)
     if bad then return nil, "bad name in a file set: " .. bad end
-    local mode, merr = true, nil
-    if type(spec) == "table" then mode, merr = mode_of(spec) end
-    if merr then return nil, merr end
+    if type(spec) == "table" then
+      local ok, merr = mode_of(spec)
+      if not ok then return nil, merr end
+    end
     if type(spec) == "string" then
       out[#out + 1] = { name = name, type = "file", data = spec, size = #spec, mode = FILE_MODE }
     elseif type(spec) ~= "table" then
-      return nil, string_format("bad entry '%s' in a file set: a string or a table expected, got a %s", name, type(spec))
+      return nil, string_format("bad entry '%s' in a file set: a string or a table expected, got a %s",
+        name, type(spec))
     elseif type(spec.data) == "string" then
       out[#out + 1] = { name = name, type = "file", data = spec.data, size = #spec.data, mode = spec.mode or FILE_MODE }
     elseif type(spec.file) == "string" then
@@ -116,7 +118,7 @@ end
 -- entries(set) -> sorted list of entries | nil, err. Missing parent
 -- directories are added (mode 0755); a name given twice is an error.
 function _M.entries(set)
-  local out, ok, err = {}, nil, nil
+  local out, ok, err = {}
   if type(set) == "string" then
     ok, err = host_dir(set, nil, out)
   elseif type(set) == "table" then
@@ -197,7 +199,8 @@ function _M.tar_source(entries)
         return nil
       else
         i = i + 1
-        local e, ok, err = entries[i], nil, nil
+        local e = entries[i]
+        local ok, err
         if not e then
           ok, err = t:finish()
           finished = true

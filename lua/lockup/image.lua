@@ -146,9 +146,12 @@ function _M.build(d, opts)
   end
   if dockerfile:find("\n", 1, true) then
     for _, e in ipairs(entries) do
-      if e.name == GENERATED_DOCKERFILE then return nil, "build context: " .. GENERATED_DOCKERFILE .. " is lockup's own name" end
+      if e.name == GENERATED_DOCKERFILE then
+        return nil, "build context: " .. GENERATED_DOCKERFILE .. " is lockup's own name"
+      end
     end
-    entries[#entries + 1] = { name = GENERATED_DOCKERFILE, type = "file", data = dockerfile, size = #dockerfile, mode = 420 }
+    entries[#entries + 1] = { name = GENERATED_DOCKERFILE, type = "file", data = dockerfile, size = #dockerfile,
+      mode = 420 }
     dockerfile = GENERATED_DOCKERFILE
   else
     local found

@@ -1,0 +1,284 @@
+-- The inmate protocol's value codec and frame helper (docs/inmate-protocol.md).
+--
+-- Plain Lua 5.3+ (string.pack), no lockup.core: the same file runs on the host
+-- and inside the jail under a bare lua5.4. Exact and binary safe: integers stay
+-- integers, floats keep their bits (NaN, inf, -0.0), strings are raw bytes.
+--
+-- Encoding refuses what cannot cross (functions, userdata, threads, cycles) with
+-- a message that says what and where; that is a programmer error, so it throws.
+-- Decoding reads what a jail sent, i.e. anything: it returns nil, "malformed ..."
+-- and never throws, never loops, and rejects a claimed count or length the
+-- remaining bytes cannot hold before doing any work for it.
+local type, error, next, tostring = type, error, next, tostring
+local math_type, string_pack, string_unpack = math.type, string.pack, string.unpack
+local string_byte, string_format = string.byte, string.format
+local table_concat = table.concat
+
+local _M = {}
+
+-- One byte per value; ASCII, so a hex dump of a frame reads.
+local NIL, FALSE, TRUE, INT, FLOAT, STR, TABLE = "N", "F", "T", "I", "D", "S", "M"
+local B_NIL, B_FALSE, B_TRUE = string_byte(NIL), string_byte(FALSE), string_byte(TRUE)
+local B_INT, B_FLOAT, B_STR, B_TABLE = string_byte(INT), string_byte(FLOAT), string_byte(STR), string_byte(TABLE)
+
+-- Tables nested deeper than this are refused both ways: bounded recursion on
+-- either side, whoever built the data.
+_M.MAX_DEPTH = 100
+local MAX_U32 = 0xffffffff
+
+--- encoding ------------------------------------------------------------------
+
+-- The path to the value being encoded, as "args[2].cb": built only for an error
+-- message, from the root's name and the stack of keys walked so far. keys[d] is
+-- the key that led to depth d, so depth also counts the tables entered.
+local function where(root, keys, depth)
+  local out = { root }
+  -- A path down a deep structure is cut in its middle: the ends say where.
+  local skip_from, skip_to = depth > 12 and 6 or depth + 1, depth - 5
+  for i = 1, depth do
+    if i == skip_from then out[#out + 1] = string_format("<%d more>", skip_to - skip_from + 1) end
+    if i >= skip_from and i <= skip_to then goto continue end
+    local k = keys[i]
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") then
+      out[#out + 1] = "." .. k
+    elseif type(k) == "string" then
+      out[#out + 1] = "[" .. string_format("%q", #k > 40 and k:sub(1, 40) .. "..." or k):gsub("\\\n", "\\n") .. "]"
+    else
+      out[#out + 1] = "[" .. tostring(k) .. "]"
+    end
+    ::continue::
+  end
+  return table_concat(out)
+end
+
+local encode
+
+local function refuse(st, depth, what)
+  error(string_format("cannot send %s (at %s)", what, where(st.root, st.keys, depth)), 0)
+end
+
+local function encode_table(st, t, depth)
+  if st.open[t] then refuse(st, depth, "a table that contains itself") end
+  if depth >= _M.MAX_DEPTH then refuse(st, depth, "tables nested deeper than " .. _M.MAX_DEPTH) end
+  st.open[t] = true
+  local out = st.out
+  local at = #out + 1
+  out[at] = false -- the count, once known
+  local count = 0
+  -- next, not pairs: metatables (and __pairs) do not cross, only the raw contents.
+  for k, v in next, t do
+    local kt = type(k)
+    st.keys[depth + 1] = k
+    -- (A Lua table cannot hold a NaN key, so every number key can cross.)
+    if kt ~= "number" and kt ~= "string" and kt ~= "boolean" then
+      refuse(st, depth, "a " .. kt .. " as a table key")
+    end
+    encode(st, k, depth + 1)
+    encode(st, v, depth + 1)
+    count = count + 1
+  end
+  st.keys[depth + 1] = nil
+  if count > MAX_U32 then refuse(st, depth, "a table of more than 2^32 - 1 pairs") end
+  out[at] = TABLE .. string_pack(">I4", count)
+  st.open[t] = nil
+end
+
+function encode(st, v, depth)
+  local out = st.out
+  local t = type(v)
+  if t == "nil" then
+    out[#out + 1] = NIL
+  elseif t == "boolean" then
+    out[#out + 1] = v and TRUE or FALSE
+  elseif t == "number" then
+    if math_type(v) == "integer" then
+      out[#out + 1] = INT .. string_pack(">i8", v)
+    else
+      out[#out + 1] = FLOAT .. string_pack(">d", v)
+    end
+  elseif t == "string" then
+    if #v > MAX_U32 then refuse(st, depth, "a string of 4 GiB or more") end
+    out[#out + 1] = STR .. string_pack(">s4", v)
+  elseif t == "table" then
+    encode_table(st, v, depth)
+  else
+    refuse(st, depth, "a " .. t)
+  end
+end
+
+local function state(root)
+  return { root = root, keys = {}, open = {}, out = {} }
+end
+
+-- encode_value(v) -> bytes; throws "cannot send ... (at value...)".
+function _M.encode_value(v)
+  local st = state("value")
+  encode(st, v, 0)
+  return table_concat(st.out)
+end
+
+-- encode_list(t [, name]) -> bytes: t[1] .. t[t.n] as a values list (t.n
+-- defaults to #t); `name` ("values") heads the path in error messages, e.g.
+-- encode_list(args, "args") -> "cannot send a function (at args[2].cb)".
+function _M.encode_list(t, name)
+  local n = t.n or #t
+  if math_type(n) ~= "integer" or n < 0 or n > MAX_U32 then
+    error("the count of values (n) must be an integer from 0 to 2^32 - 1", 2)
+  end
+  name = name or "values"
+  local st = state(name)
+  st.out[1] = string_pack(">I4", n)
+  for i = 1, n do
+    -- Each list item is a root of its own, so that nesting is counted the same
+    -- way as for encode_value (and as the decoder counts it).
+    st.root = name .. "[" .. i .. "]"
+    encode(st, t[i], 0)
+  end
+  return table_concat(st.out)
+end
+
+-- encode_values(n, ...) -> bytes: the first n arguments, nils included.
+function _M.encode_values(n, ...)
+  return _M.encode_list({ n = n, ... })
+end
+
+--- decoding ------------------------------------------------------------------
+
+-- Each reader takes (s, i, depth), i being the position of the value's tag, and
+-- returns value, next position; or nil, nil, message for malformed input.
+
+local decode
+
+local function malformed(what, i)
+  return nil, nil, string_format("malformed value: %s at byte %d", what, i)
+end
+
+-- Key tags accepted in a table; nil and tables cannot be keys.
+local KEY_TAGS = { [B_FALSE] = true, [B_TRUE] = true, [B_INT] = true, [B_FLOAT] = true, [B_STR] = true }
+
+local function decode_table(s, i, depth)
+  if depth >= _M.MAX_DEPTH then return malformed("tables nested deeper than " .. _M.MAX_DEPTH, i) end
+  local len = #s
+  if len - i < 4 then return malformed("truncated table count", i) end
+  local count = string_unpack(">I4", s, i + 1)
+  local p = i + 5
+  -- Every pair takes at least two bytes: a larger count is a lie, refused
+  -- before any work is done for it.
+  if count > (len - p + 1) // 2 then
+    return malformed(string_format("table count %d larger than the bytes left can hold", count), i)
+  end
+  local t = {}
+  for _ = 1, count do
+    local kb = string_byte(s, p)
+    if not KEY_TAGS[kb] then
+      if kb == B_NIL then return malformed("nil table key", p) end
+      if kb == B_TABLE then return malformed("table as a table key", p) end
+      if kb == nil then return malformed("truncated table", p) end
+      return malformed(string_format("unknown tag 0x%02x", kb), p)
+    end
+    local k, q, err = decode(s, p, depth + 1)
+    if q == nil then return nil, nil, err end
+    if k ~= k then return malformed("NaN table key", p) end
+    -- A float key with an integral value lands on the integer key (Lua's rule),
+    -- so 1 and 1.0 are one key: caught here as a duplicate.
+    if t[k] ~= nil then return malformed("duplicate table key", p) end
+    local v, r
+    v, r, err = decode(s, q, depth + 1)
+    if r == nil then return nil, nil, err end
+    if v == nil then return malformed("nil table value", q) end
+    t[k] = v
+    p = r
+  end
+  return t, p
+end
+
+function decode(s, i, depth)
+  local b = string_byte(s, i)
+  local len = #s
+  if b == nil then return malformed("truncated (a value expected)", i) end
+  if b == B_NIL then return nil, i + 1 end
+  if b == B_FALSE then return false, i + 1 end
+  if b == B_TRUE then return true, i + 1 end
+  if b == B_INT or b == B_FLOAT then
+    if len - i < 8 then return malformed("truncated number", i) end
+    return string_unpack(b == B_INT and ">i8" or ">d", s, i + 1)
+  end
+  if b == B_STR then
+    if len - i < 4 then return malformed("truncated string length", i) end
+    local n = string_unpack(">I4", s, i + 1)
+    if n > len - i - 4 then
+      return malformed(string_format("string length %d larger than the bytes left", n), i)
+    end
+    return s:sub(i + 5, i + 4 + n), i + 5 + n
+  end
+  if b == B_TABLE then return decode_table(s, i, depth) end
+  return malformed(string_format("unknown tag 0x%02x", b), i)
+end
+
+local function check_string(s, fn)
+  if type(s) ~= "string" then error(fn .. ": a string expected, got " .. type(s), 3) end
+end
+
+-- decode_value(bytes) -> v | nil, err. A decoded nil is (nil, nil): tell it
+-- from a failure by the second value.
+function _M.decode_value(s)
+  check_string(s, "decode_value")
+  local v, p, err = decode(s, 1, 0)
+  if p == nil then return nil, err end
+  if p <= #s then return nil, string_format("malformed value: %d trailing bytes at byte %d", #s - p + 1, p) end
+  return v
+end
+
+-- decode_values(bytes) -> {n = count, ...} | nil, err
+function _M.decode_values(s)
+  check_string(s, "decode_values")
+  if #s < 4 then return nil, "malformed values list: truncated count at byte 1" end
+  local n = string_unpack(">I4", s)
+  -- Every value takes at least one byte.
+  if n > #s - 4 then
+    return nil, string_format("malformed values list: count %d larger than the bytes left at byte 1", n)
+  end
+  local t, p = { n = n }, 5
+  for i = 1, n do
+    local v, q, err = decode(s, p, 0)
+    if q == nil then return nil, err end
+    t[i], p = v, q
+  end
+  if p <= #s then
+    return nil, string_format("malformed values list: %d trailing bytes at byte %d", #s - p + 1, p)
+  end
+  return t
+end
+
+--- frames --------------------------------------------------------------------
+
+_M.PROTOCOL = 1
+_M.MAX_FRAME = 64 * 1024 * 1024 -- the host parser's default limit (core.frames)
+
+-- Frame types.
+_M.CALL, _M.HELLO, _M.YIELD, _M.RETURN, _M.ERROR = "C", "H", "Y", "R", "E"
+local TYPES = { C = true, H = true, Y = true, R = true, E = true }
+
+-- frame(type, payload) -> header .. payload
+function _M.frame(kind, payload)
+  if not TYPES[kind] then error("frame: type must be one of C, H, Y, R, E", 2) end
+  if type(payload) ~= "string" then error("frame: payload must be a string", 2) end
+  if #payload > MAX_U32 then error("frame: payload of 4 GiB or more", 2) end
+  return kind .. string_pack(">I4", #payload) .. payload
+end
+
+-- unframe(bytes) -> type, payload | nil, err: `bytes` must be exactly one
+-- whole frame (the runner reads its request this way).
+function _M.unframe(s)
+  check_string(s, "unframe")
+  if #s < 5 then return nil, string_format("malformed frame: %d bytes, shorter than a header", #s) end
+  local kind = s:sub(1, 1)
+  if not TYPES[kind] then return nil, string_format("malformed frame: unknown type 0x%02x", string_byte(kind)) end
+  local n = string_unpack(">I4", s, 2)
+  if n ~= #s - 5 then
+    return nil, string_format("malformed frame: payload length %d, but %d bytes follow the header", n, #s - 5)
+  end
+  return kind, s:sub(6)
+end
+
+return _M
