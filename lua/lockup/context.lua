@@ -68,15 +68,13 @@ local function host_dir(dir, prefix, out)
   return walk(dir, prefix, out)
 end
 
--- The mode an entry asks for, or nil, err.
-local function mode_of(spec, default)
+-- Why an entry's mode is wrong, or nil when it is fine (or not given).
+local function bad_mode(spec)
   local m = spec.mode
-  if m == nil then return default end
-  if math.type(m) ~= "integer" or m < 0 or m > 4095 then
-    return nil, string_format("bad mode %s in a file set (an integer such as tonumber(\"644\", 8) expected)",
-      tostring(m))
+  if m ~= nil and (math.type(m) ~= "integer" or m < 0 or m > 4095) then
+    return string_format("bad mode %s in a file set (an integer such as tonumber(\"644\", 8) expected)", tostring(m))
   end
-  return m
+  return nil
 end
 
 -- Entries from a table of names (see the top of this file).
@@ -84,10 +82,8 @@ local function from_table(set, out)
   for name, spec in pairs(set) do
     local bad = _M.bad_name(name)
     if bad then return nil, "bad name in a file set: " .. bad end
-    if type(spec) == "table" then
-      local ok, merr = mode_of(spec)
-      if not ok then return nil, merr end
-    end
+    local merr = type(spec) == "table" and bad_mode(spec)
+    if merr then return nil, merr end
     if type(spec) == "string" then
       out[#out + 1] = { name = name, type = "file", data = spec, size = #spec, mode = FILE_MODE }
     elseif type(spec) ~= "table" then

@@ -36,6 +36,9 @@ Docker.build, Docker.import, Docker.pull = image.build, image.import, image.pull
 Docker.image_exists, Docker.remove_image = image.image_exists, image.remove_image
 _M.content_tag = image.content_tag
 _M.progress = require "lockup.progress"
+
+-- lockup.inmate{ dir = ... } -> jail: call Lua functions that run in a container.
+_M.inmate = require("lockup.inmate").new
 local Box = box.Box
 Box.put, Box.put_file, Box.get, Box.get_file = files.put, files.put_file, files.get, files.get_file
 

@@ -1,0 +1,308 @@
+-- Inmates: Lua functions defined in a directory, run inside a container, called
+-- from the host as if they were local (Hoosegow's idea, for Lua).
+--
+--   local jail = lockup.inmate{ dir = "inmate" }   -- builds lockup-inmate:<hash> if missing
+--   print(jail:reverse("foobar"))                  --> raboof
+--
+-- Each call starts a fresh box from the jail's image, runs the runtime
+-- (lockup/inmate/runner.lua) on the call's request, reads its frames (parsed
+-- by lockup.core's frame parser, payloads decoded by the codec) and stops the
+-- box. docs/inmate-protocol.md has the protocol. Everything that comes out of
+-- the jail is data: values, never code or names to load.
+local core = require "lockup.core"
+local codec = require "lockup.inmate.codec"
+local runner = require "lockup.inmate.runner"
+local image = require "lockup.image"
+local options = require "lockup.options"
+
+local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
+  setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
+local string_format, table_pack, table_unpack = string.format, table.pack, table.unpack
+
+local _M = {}
+
+_M.DEFAULT_BASE = "debian-lua:local" -- made by scripts/setup.sh
+local DEFAULT_TIMEOUT = 60 -- seconds per call
+local KEEP_STDERR = 16 * 1024 -- bytes of the jail's stderr kept for a crash report
+local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
+
+-- The command each call runs in its box: the protocol on fd 3 (the box's
+-- stdout), the inmate's own prints on stderr.
+local RUN = "lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2"
+
+-- Errors --------------------------------------------------------------------
+
+-- An error raised by a call: a table with `kind`, `message`, `traceback` (the
+-- jail's, for kind "error") and `fn`; tostring gives the whole story.
+--   kind: "error" (raised inside the jail), "unknown_function", "argument"
+--   (cannot be sent), "timeout", "oom", "crashed" (the jail's Lua ended without
+--   an answer), "died" (the container went away), "protocol" (the jail sent
+--   something that is not the protocol), "build", "closed".
+local InmateError = { __name = "lockup.inmate.error" }
+
+function InmateError:__tostring()
+  local head = string_format("[jail %s] %s%s: %s", self.jail, self.fn and (self.fn .. "(): ") or "",
+    self.kind, self.message)
+  if not self.traceback then return head end
+  -- the jail's traceback starts with the message, already said
+  local tb = self.traceback:sub(1, #self.message) == self.message and self.traceback:sub(#self.message + 2)
+    or self.traceback
+  return head .. "\n(in the jail) " .. tb
+end
+
+local function raise(self, kind, fn, message, traceback)
+  error(setmetatable({ kind = kind, fn = fn, message = message, traceback = traceback,
+    jail = self.local_mode and "local mode" or self.image or "not built" }, InmateError), 0)
+end
+_M.Error = InmateError
+
+-- The jail ------------------------------------------------------------------
+
+local Jail = {}
+
+-- jail:<name>(...) calls the inmate's function <name>, except for the names of
+-- the jail's own methods (use jail:call("build", ...) for an inmate's build).
+local jail_mt = { __name = "lockup.inmate" }
+function jail_mt.__index(_, key)
+  local method = Jail[key]
+  if method ~= nil or type(key) ~= "string" then return method end
+  return function(self, ...) return self:call(key, ...) end
+end
+
+function jail_mt.__tostring(self)
+  return string_format("lockup.inmate %s (%s%s)", self.dir or "?", self.local_mode and "local mode" or
+    (self.image or "not built"), self.closed and ", closed" or "")
+end
+
+local INMATE_OPTIONS = {
+  dir = "string", image = "string", base = "string", docker = "table", start = "table", timeout = "number",
+  on_output = "function", on_progress = "function", local_mode = "boolean",
+}
+
+-- The build context of a jail's image: the inmate's directory, the runtime and
+-- a generated Dockerfile. Its content tag changes with any of them.
+local function image_context(self)
+  local dockerfile = table.concat({
+    "FROM " .. self.base,
+    "COPY lockup /lockup",
+    "COPY inmate /inmate",
+    string_format("RUN command -v lua5.4 >/dev/null 2>&1 || { echo 'lockup: the base image %s has no lua5.4 on its "
+      .. "PATH: inmates need Lua 5.4 (debian-lua:local from scripts/setup.sh has it)'; exit 1; }; "
+      .. "chmod -R a+rX /lockup /inmate", self.base),
+    "LABEL lockup.inmate.protocol=" .. codec.PROTOCOL,
+  }, "\n") .. "\n"
+  return {
+    Dockerfile = dockerfile,
+    inmate = { dir = self.dir },
+    ["lockup/runtime/runner.lua"] = { file = RUNTIME_DIR .. "/runner.lua" },
+    ["lockup/runtime/codec.lua"] = { file = RUNTIME_DIR .. "/codec.lua" },
+  }
+end
+
+-- jail:build() -> image name: the image for this inmate directory and this
+-- lockup runtime, built unless the Engine has it; raises on failure, with the
+-- build's own output in the error.
+function Jail:build()
+  if self.prebuilt then return self.image end
+  if self.local_mode then return nil end
+  local ctx = image_context(self)
+  local tag, err = image.content_tag(ctx, "lockup-inmate")
+  if not tag then raise(self, "build", nil, "the inmate directory: " .. err) end
+  local exists
+  exists, err = self.docker:image_exists(tag)
+  if exists == nil then raise(self, "build", nil, err) end
+  if not exists then
+    local id
+    id, err = self.docker:build { context = ctx, tag = tag, on_progress = self.on_progress or nil }
+    if not id then raise(self, "build", nil, err) end
+  end
+  self.image = tag
+  return tag
+end
+
+-- lockup.inmate{ dir, image, base, docker, start, timeout, on_output,
+--   on_progress, local_mode } -> jail
+function _M.new(opts)
+  opts = options.check(opts, INMATE_OPTIONS, "inmate", 2)
+  if not opts.dir and not opts.image then
+    error("bad argument to 'inmate' (give dir, the inmate's directory, or image, a prebuilt one)", 2)
+  end
+  if opts.local_mode and not opts.dir then error("bad argument to 'inmate' (local_mode needs dir)", 2) end
+  if opts.start and opts.start.image then
+    error("bad option 'start' to 'inmate' (the jail chooses the image: give image = ... to inmate itself)", 2)
+  end
+  -- Every field is set (false for none): a missing one would read as a call.
+  local self = setmetatable({
+    dir = opts.dir and opts.dir:gsub("/+$", "") or false, base = opts.base or _M.DEFAULT_BASE,
+    image = opts.image or false, prebuilt = opts.image ~= nil, start = opts.start or {},
+    timeout = opts.timeout or DEFAULT_TIMEOUT, on_output = opts.on_output or false,
+    on_progress = opts.on_progress or false, local_mode = opts.local_mode or false, active = {},
+    docker = false, closed = false,
+  }, jail_mt)
+  if self.dir and not self.prebuilt then
+    local st = core.lstat(self.dir .. "/inmate.lua", true)
+    if not st or st.type ~= "file" then
+      error(string_format("bad option 'dir' to 'inmate' (%s/inmate.lua not found: the directory must hold "
+        .. "inmate.lua, returning a table of functions)", self.dir), 2)
+    end
+  end
+  if not self.local_mode then
+    local d, err = opts.docker
+    if not d then
+      d, err = require("lockup").connect()
+      if not d then raise(self, "died", nil, err) end
+    end
+    self.docker = d
+    self:build()
+  end
+  return self
+end
+
+-- Calls -----------------------------------------------------------------------
+
+-- The request frame for fn(args...), or raises kind "argument".
+local function request_frame(self, fn, args)
+  local ok, bytes = pcall(codec.encode_list, { n = args.n + 1, fn, table_unpack(args, 1, args.n) }, "args")
+  if not ok then -- item 1 is the name: renumber the path to the caller's arguments
+    raise(self, "argument", fn, (tostring(bytes):gsub("args%[(%d+)%]", function(i)
+      return "args[" .. (tonumber(i) - 1) .. "]"
+    end)))
+  end
+  return codec.frame(codec.CALL, bytes)
+end
+
+-- Follows the frames of one call: hello first, yields, then one R or E. Raises
+-- (an InmateError) on anything else; returns the call's state table.
+local function reader(on_yield)
+  local frames, state = core.frames(), { hello = false }
+  function state.feed(bytes)
+    if state.bad then return end
+    local list, err = frames:feed(bytes)
+    if not list then state.bad = err return end
+    for _, f in ipairs(list) do
+      if state.final then state.bad = "a frame after the end of the call" return end
+      if not state.hello then
+        local hello = f.type == codec.HELLO and codec.decode_value(f.payload)
+        if type(hello) ~= "table" or hello.protocol ~= codec.PROTOCOL then
+          state.bad = string_format("the jail's runtime speaks protocol %s (%s), this lockup speaks %d: "
+            .. "rebuild the image with this lockup (jail:build())", tostring(type(hello) == "table" and
+            hello.protocol or "?"), tostring(type(hello) == "table" and hello.runtime or "no hello"), codec.PROTOCOL)
+          return
+        end
+        state.hello = true
+      elseif f.type == codec.YIELD then
+        local v, derr = codec.decode_values(f.payload)
+        if not v then state.bad = derr return end
+        if on_yield then on_yield(table_unpack(v, 1, v.n)) end
+      elseif f.type == codec.RETURN then
+        local v, derr = codec.decode_values(f.payload)
+        if not v then state.bad = derr return end
+        state.final, state.results = true, v
+      elseif f.type == codec.ERROR then
+        local e = codec.decode_value(f.payload)
+        if type(e) ~= "table" or type(e.message) ~= "string" then state.bad = "a malformed error frame" return end
+        state.final, state.error = true, e
+      else
+        state.bad = "an unexpected " .. f.type .. " frame"
+      end
+    end
+  end
+  return state
+end
+
+-- What a call's end means for its caller: its results, or a raised error.
+local function conclude(self, fn, state, stderr)
+  if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad) end
+  if state.results then return table_unpack(state.results, 1, state.results.n) end
+  if state.error then
+    local e = state.error
+    local kind = (e.kind == "unknown_function" or e.kind == "bad_request") and e.kind or "error"
+    raise(self, kind, fn, e.message, type(e.traceback) == "string" and e.traceback or nil)
+  end
+  return raise(self, "crashed", fn, "the jail's Lua ended without an answer" .. stderr)
+end
+
+-- The tail of the jail's stderr, for a crash report.
+local function tail_of(parts)
+  local text = table.concat(parts):sub(-KEEP_STDERR):gsub("%s+$", "")
+  return text ~= "" and (":\n" .. text) or ""
+end
+
+local function box_call(self, fn, request, on_yield, timeout)
+  local state, errs = reader(on_yield), {}
+  local start = { image = self.image }
+  for k, v in pairs(self.start) do start[k] = v end
+  local box <close>, err = self.docker:start(start)
+  if not box then raise(self, "died", fn, "starting the jail's box: " .. err) end
+  self.active[box] = true
+  local on_output = self.on_output
+  local ok, r, rerr = pcall(box.run, box, RUN, {
+    stdin = request, timeout = timeout,
+    on_stdout = state.feed,
+    on_stderr = function(chunk)
+      errs[#errs + 1] = chunk
+      if #errs > 64 then errs = { table.concat(errs):sub(-KEEP_STDERR) } end
+      if on_output then on_output(chunk) end
+    end,
+  })
+  self.active[box] = nil
+  if not ok then error(r, 0) end -- a callback of the user's raised: the box is stopped, pass it on
+  if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end
+  if not r then raise(self, "died", fn, "the jail's container went away during the call: " .. tostring(rerr)) end
+  if r.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout)) end
+  if r.oom then raise(self, "oom", fn, "the jail ran out of memory (raise it with start = { memory = ... })") end
+  if r.exited or r.box_stopped then
+    raise(self, "died", fn, "the jail's container went away during the call (exit code "
+      .. tostring(r.code) .. ")" .. tail_of(errs))
+  end
+  if not state.final and not state.bad then
+    local how = r.code == 139 and "a segmentation fault" or r.code > 128 and ("signal " .. (r.code - 128))
+      or ("exit code " .. r.code)
+    raise(self, "crashed", fn, "the jail's Lua ended without an answer (" .. how .. ")" .. tail_of(errs))
+  end
+  return conclude(self, fn, state, "")
+end
+
+-- The same call in this process: the runner's own code, the same frames,
+-- parsers and codec; only the container is missing.
+local function local_call(self, fn, request, on_yield)
+  local state = reader(on_yield)
+  local ok, err = pcall(runner.serve, { dir = self.dir, request = request, write = state.feed, isolated = true })
+  if not ok then raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err)) end
+  return conclude(self, fn, state, "")
+end
+
+-- jail:call(name | { name, timeout = s }, args... [, on_yield]) -> the
+-- function's results. A last argument that is a function gets each value the
+-- inmate function yields, as it yields it.
+function Jail:call(what, ...)
+  local fn, timeout = what, self.timeout
+  if type(what) == "table" then
+    local copts = options.check(what, { [1] = "string", timeout = "number" }, "call", 2)
+    fn, timeout = copts[1], copts.timeout or timeout
+  end
+  if type(fn) ~= "string" then
+    error("bad argument #1 to 'call' (the inmate function's name expected, got " .. type(fn) .. ")", 2)
+  end
+  if self.closed then raise(self, "closed", fn, "attempt to use a closed jail") end
+  local args = table_pack(...)
+  local on_yield
+  if args.n > 0 and type(args[args.n]) == "function" then
+    on_yield = args[args.n]
+    args[args.n], args.n = nil, args.n - 1
+  end
+  local request = request_frame(self, fn, args)
+  if self.local_mode then return local_call(self, fn, request, on_yield) end
+  return box_call(self, fn, request, on_yield, timeout)
+end
+
+-- jail:close(): stops the boxes of calls in progress (they raise kind
+-- "closed"); later calls raise. Idempotent.
+function Jail:close()
+  self.closed = true
+  for box in pairs(self.active) do box:stop() end
+  self.active = {}
+end
+jail_mt.__close = Jail.close
+
+return _M
