@@ -32,6 +32,7 @@ example:
 	$(MAKE) --no-print-directory
 	$(RUN_ENV) $(LUA) examples/quickstart.lua
 	$(RUN_ENV) $(LUA) examples/thumbnail.lua
+	$(RUN_ENV) $(LUA) examples/inmate.lua
 
 check:
 	./scripts/check.sh
