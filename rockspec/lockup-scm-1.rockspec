@@ -28,8 +28,13 @@ build = {
     ["lockup.options"] = "lua/lockup/options.lua",
     ["lockup.result"] = "lua/lockup/result.lua",
     ["lockup.scheduler"] = "lua/lockup/scheduler.lua",
+    ["lockup.context"] = "lua/lockup/context.lua",
+    ["lockup.files"] = "lua/lockup/files.lua",
+    ["lockup.image"] = "lua/lockup/image.lua",
+    ["lockup.progress"] = "lua/lockup/progress.lua",
+    ["lockup.inmate"] = "lua/lockup/inmate.lua",
     ["lockup.inmate.codec"] = "lua/lockup/inmate/codec.lua",
-    -- a script for the jail, not for require: the host copies it and the codec into the image
+    -- the runtime: a script in the jail (copied into its image with the codec), a module for local mode
     ["lockup.inmate.runner"] = "lua/lockup/inmate/runner.lua",
     ["lockup.core"] = {
       sources = {
