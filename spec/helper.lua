@@ -124,4 +124,57 @@ function helper.lua_cmd(code, opts)
     helper.shell_quote(code) }, " ")
 end
 
+-- Host files for the file and image specs -------------------------------------
+
+-- A fresh empty host directory (mktemp -d); remove it with helper.rm_rf.
+function helper.tmpdir()
+  local out, ok = helper.sh("mktemp -d /tmp/lockup-spec-XXXXXX")
+  assert(ok, "mktemp -d failed")
+  return (out:gsub("%s+$", ""))
+end
+
+-- Removes a host path made by a spec (only under /tmp, as a guard).
+function helper.rm_rf(path)
+  assert(path:match("^/tmp/[^/]"), "rm_rf outside /tmp: " .. path)
+  helper.sh("rm -rf " .. helper.shell_quote(path))
+end
+
+-- Writes `data` to a host file.
+function helper.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(data))
+  assert(f:close())
+end
+
+-- A host file's bytes, or nil if it cannot be opened.
+function helper.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+-- The host's sha256sum of a file (64 hex digits).
+function helper.sha256_file(path)
+  local out, ok = helper.sh("sha256sum " .. helper.shell_quote(path))
+  assert(ok, "sha256sum failed: " .. out)
+  return out:match("^(%x+)")
+end
+
+-- This process's resident set size, in KiB (VmRSS of /proc/self/status).
+function helper.rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return math.tointeger(tonumber(s:match("VmRSS:%s*(%d+)")))
+end
+
+-- Every byte value once, 0 to 255.
+function helper.all_bytes()
+  local t = {}
+  for i = 0, 255 do t[#t + 1] = string.char(i) end
+  return table.concat(t)
+end
+
 return helper

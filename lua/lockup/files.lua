@@ -26,7 +26,9 @@ nosym() { p=; r=${1#/}; while [ -n "$r" ]; do c=${r%%/*}; case $r in */*) r=${r#
   p=$p/$c; if [ -L "$p" ]; then printf '%s is a symlink\n' "$p" >&2; exit 90; fi; done; }
 ]]
 
--- $1: directory to extract into; $2...: the top-level names of the archive.
+-- $1: directory to extract into; $2...: the archive's directories and
+-- top-level names (a file's own name needs no check: tar replaces a symlink
+-- there instead of following it).
 local PUT = NO_SYMLINKS .. [[
 d=$1; shift; nosym "$d"; for n; do nosym "$d/$n"; done
 mkdir -p -- "$d" || exit 91
@@ -55,7 +57,7 @@ local EXIT_REASONS = {
 }
 
 -- What a failed tar or cat said, turned into what to do about it.
-local function explain(self, text)
+local function explain(self, text, user)
   if text:find("Read%-only file system") then
     return "read-only file system: write under one of the box's writable mounts ("
       .. table_concat(self.writable, ", ") .. ")"
@@ -64,7 +66,8 @@ local function explain(self, text)
   elseif text:find("File too large") then
     return "larger than the box's file size limit (start{ ulimits = { fsize = ... } })"
   elseif text:find("Permission denied") then
-    return "permission denied for user " .. tostring(self.user) .. " (the box's user, or opts.user)"
+    return "permission denied for user " .. tostring(user or self.user)
+      .. (user and " (opts.user)" or " (the box's user; another can be given with opts.user)")
   end
   return nil
 end
@@ -100,8 +103,8 @@ local function extract(self, op, shown, dir, entries, opts)
       .. "): the root filesystem is read-only")
   end
   local argv = { self.shell, "-c", PUT, "lockup-put", dir }
-  for _, e in ipairs(entries) do
-    if not e.name:find("/", 1, true) then argv[#argv + 1] = e.name end
+  for _, e in ipairs(entries) do -- entries hold every parent directory (lockup.context)
+    if e.type == "dir" or not e.name:find("/", 1, true) then argv[#argv + 1] = e.name end
   end
   local source, total, done = context.tar_source(entries), context.tar_size(entries), 0
   local on_progress = opts.on_progress
@@ -121,7 +124,7 @@ local function extract(self, op, shown, dir, entries, opts)
   if r.code ~= 0 then
     local text = (r.stderr .. r.stdout):gsub("%s+$", "")
     local why = r.code == 90 and (text .. " in the box (lockup does not write through symlinks)")
-      or explain(self, text) or EXIT_REASONS[r.code] or text
+      or explain(self, text, opts.user) or EXIT_REASONS[r.code] or text
     return fail(op, shown, why ~= "" and why or ("tar exited with code " .. r.code))
   end
   return true
@@ -130,6 +133,16 @@ end
 local PUT_OPTIONS = { mode = "number", user = "string", timeout = "number", on_progress = "function" }
 
 -- Argument checks of the public functions (errors at their caller's line).
+-- max_size: an integer number of bytes, or math.huge for no limit.
+local function check_max_size(max, op, default)
+  if max == nil then return default end
+  if max == math.huge then return math.maxinteger end
+  if math_type(max) ~= "integer" or max < 0 then
+    error(string_format("bad option 'max_size' to '%s' (a number of bytes, or math.huge for no limit)", op), 3)
+  end
+  return max
+end
+
 local function check_mode(mode, op)
   if mode ~= nil and (math_type(mode) ~= "integer" or mode < 0 or mode > 4095) then
     error(string_format("bad option 'mode' to '%s' (an integer such as tonumber(\"644\", 8) expected)", op), 3)
@@ -186,10 +199,9 @@ end
 local GET_OPTIONS = { user = "string", timeout = "number", on_progress = "function", max_size = "number" }
 
 -- Sends the box's file to write(chunk). Returns the byte count | nil, err.
-local function fetch(self, op, path, opts, write)
+local function fetch(self, op, path, opts, max, write)
   local full, err = box_path(self, op, path)
   if not full then return nil, err end
-  local max = opts.max_size or math.maxinteger
   local total, done, said, over = nil, 0, "", false
   local r
   r, err = self:exec({ self.shell, "-c", GET, "lockup-get", full, string_format("%d", max) }, {
@@ -213,7 +225,7 @@ local function fetch(self, op, path, opts, write)
   if r.code ~= 0 then
     local text = said:gsub("^size %d+\n", ""):gsub("%s+$", "")
     local why = r.code == 90 and (text .. " in the box (lockup does not read through symlinks)")
-      or EXIT_REASONS[r.code] or explain(self, text) or text
+      or EXIT_REASONS[r.code] or explain(self, text, opts.user) or text
     return fail(op, path, why ~= "" and why or ("cat exited with code " .. r.code))
   end
   return done
@@ -224,9 +236,9 @@ end
 function _M.get(self, path, opts)
   check_string(path, "get", 1, "path in the box")
   opts = options.check(opts, GET_OPTIONS, "get", 2)
-  if not opts.max_size then opts.max_size = self.max_output end
+  local max = check_max_size(opts.max_size, "get", self.max_output)
   local parts = {}
-  local n, err = fetch(self, "get", path, opts, function(chunk) parts[#parts + 1] = chunk end)
+  local n, err = fetch(self, "get", path, opts, max, function(chunk) parts[#parts + 1] = chunk end)
   if not n then return nil, err end
   return table_concat(parts)
 end
@@ -238,12 +250,13 @@ function _M.get_file(self, path, host_path, opts)
   check_string(path, "get_file", 1, "path in the box")
   check_string(host_path, "get_file", 2, "host path")
   opts = options.check(opts, GET_OPTIONS, "get_file", 2)
+  local max = check_max_size(opts.max_size, "get_file", math.maxinteger)
   local part = host_path .. ".lockup-" .. core.random_hex(4)
   local f, err = io.open(part, "wb")
   if not f then return fail("get_file", host_path, err) end
   local werr
   local n
-  n, err = fetch(self, "get_file", path, opts, function(chunk)
+  n, err = fetch(self, "get_file", path, opts, max, function(chunk)
     if not werr then
       local ok, e = f:write(chunk)
       if not ok then werr = e end

@@ -56,11 +56,14 @@ local function string_list(v, name)
 end
 
 -- A numeric uid[:gid] owns the tmpfs mounts; a user name cannot be resolved
--- here, so then they are world-writable (sticky, like /tmp).
+-- here, so then they are world-writable (sticky, like /tmp). `exec`: Docker
+-- mounts tmpfs noexec unless told otherwise, but running what was put there
+-- (a script, a build's output) is the point of a box, and a step can run any
+-- code through the shell anyway.
 local function tmpfs_options(user, size)
   local uid, gid = tostring(user):match("^(%d+):?(%d*)$")
   local owner = uid and string_format(",uid=%s,gid=%s,mode=0700", uid, gid ~= "" and gid or uid) or ",mode=1777"
-  return string_format("rw,nosuid,nodev,size=%d%s", size, owner)
+  return string_format("rw,exec,nosuid,nodev,size=%d%s", size, owner)
 end
 
 -- Returns the fields of a create request that hardening decides: the Config
@@ -78,11 +81,11 @@ function _M.container(opts)
   local pids = positive(opts.pids, "pids") or D.pids
   local ulimits = opts.ulimits or {}
   for k, v in pairs(ulimits) do
-    if (k ~= "nofile" and k ~= "fsize") or type(v) ~= "number" or v < 1 then
+    if (k ~= "nofile" and k ~= "fsize") or (k == "nofile" and (type(v) ~= "number" or v < 1)) then
       error("bad option 'ulimits' to 'start' ({ nofile = n, fsize = bytes } expected)", 3)
     end
   end
-  local fsize = ulimits.fsize or D.fsize
+  local fsize = ulimits.fsize and _M.bytes(ulimits.fsize, "ulimits.fsize") or D.fsize
 
   local mounts = {}
   for _, path in ipairs(string_list(opts.tmpfs, "tmpfs") or { "/tmp", workdir }) do

@@ -261,7 +261,7 @@ function _M.pull(d, name, opts)
       end
     end),
   })
-  notify(opts.on_progress, { op = "pull", text = failure and "failed" or "done", finished = true })
+  notify(opts.on_progress, { op = "pull", text = (failure or not status) and "failed" or "done", finished = true })
   if not status then return nil, string_format("pulling %s: %s", ref, tostring(body)) end
   if failure then return nil, string_format("pulling %s: %s", ref, failure) end
   local info
