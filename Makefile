@@ -62,6 +62,7 @@ bench: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/latency.lua
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
 	$(RUN_ENV) $(LUA) bench/files.lua
+	$(RUN_ENV) $(LUA) bench/inmate.lua
 
 include fuzz/fuzz.mk
 

@@ -26,9 +26,16 @@ local DEFAULT_TIMEOUT = 60 -- seconds per call
 local KEEP_STDERR = 16 * 1024 -- bytes of the jail's stderr kept for a crash report
 local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
 
--- The command each call runs in its box: the protocol on fd 3 (the box's
--- stdout), the inmate's own prints on stderr.
-local RUN = "lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2"
+-- What each call runs in its box, through the exec API: the protocol on fd 3
+-- (the exec's stdout), the inmate's own prints on stderr. Not a step of the
+-- box's shell: a step's stdout holds back a trailing byte that could begin its
+-- sentinel, which would delay a frame ending in 0x01; and exec's stdin takes
+-- the request raw.
+local ARGV = { "/bin/sh", "-c", "exec lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2" }
+
+-- Raised from inside the frame reader to end a call at the first protocol
+-- violation (the reader's state says which).
+local VIOLATION = setmetatable({}, { __tostring = function() return "inmate protocol violation" end })
 
 -- Errors --------------------------------------------------------------------
 
@@ -103,7 +110,15 @@ end
 -- lockup runtime, built unless the Engine has it; raises on failure, with the
 -- build's own output in the error.
 function Jail:build()
-  if self.prebuilt then return self.image end
+  if self.prebuilt then
+    local exists, err = self.docker:image_exists(self.image)
+    if exists == nil then raise(self, "build", nil, err) end
+    if not exists then
+      raise(self, "build", nil, "image " .. self.image .. " (the image option) is not on the Engine: build it first "
+        .. "(jail:build() without image = ... does)")
+    end
+    return self.image
+  end
   if self.local_mode then return nil end
   local ctx = image_context(self)
   local tag, err = image.content_tag(ctx, "lockup-inmate")
@@ -163,20 +178,26 @@ end
 -- The request frame for fn(args...), or raises kind "argument".
 local function request_frame(self, fn, args)
   local ok, bytes = pcall(codec.encode_list, { n = args.n + 1, fn, table_unpack(args, 1, args.n) }, "args")
-  if not ok then -- item 1 is the name: renumber the path to the caller's arguments
-    raise(self, "argument", fn, (tostring(bytes):gsub("args%[(%d+)%]", function(i)
-      return "args[" .. (tonumber(i) - 1) .. "]"
-    end)))
+  if not ok then -- item 1 is the name: renumber the path's root to the caller's arguments
+    raise(self, "argument", fn, (tostring(bytes):gsub("%(at args%[(%d+)%]", function(i)
+      return "(at args[" .. (tonumber(i) - 1) .. "]"
+    end, 1)))
   end
   return codec.frame(codec.CALL, bytes)
 end
 
--- Follows the frames of one call: hello first, yields, then one R or E. Raises
--- (an InmateError) on anything else; returns the call's state table.
+-- Follows the frames of one call: hello first, yields, then one R or E.
+-- Returns the call's state table, whose feed(bytes) raises VIOLATION, with
+-- state.bad saying why, at anything else.
 local function reader(on_yield)
   local frames, state = core.frames(), { hello = false }
+  local feed
   function state.feed(bytes)
-    if state.bad then return end
+    if state.bad then error(VIOLATION, 0) end
+    feed(bytes)
+    if state.bad then error(VIOLATION, 0) end
+  end
+  function feed(bytes)
     local list, err = frames:feed(bytes)
     if not list then state.bad = err return end
     for _, f in ipairs(list) do
@@ -211,7 +232,7 @@ local function reader(on_yield)
 end
 
 -- What a call's end means for its caller: its results, or a raised error.
-local function conclude(self, fn, state, stderr)
+local function conclude(self, fn, state)
   if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad) end
   if state.results then return table_unpack(state.results, 1, state.results.n) end
   if state.error then
@@ -219,7 +240,7 @@ local function conclude(self, fn, state, stderr)
     local kind = (e.kind == "unknown_function" or e.kind == "bad_request") and e.kind or "error"
     raise(self, kind, fn, e.message, type(e.traceback) == "string" and e.traceback or nil)
   end
-  return raise(self, "crashed", fn, "the jail's Lua ended without an answer" .. stderr)
+  return raise(self, "crashed", fn, "the jail's Lua ended without an answer")
 end
 
 -- The tail of the jail's stderr, for a crash report.
@@ -228,15 +249,22 @@ local function tail_of(parts)
   return text ~= "" and (":\n" .. text) or ""
 end
 
+-- Is the box's container gone (killed or removed from outside)?
+local function gone(self, box)
+  local status, info = self.docker:request("GET", "/containers/" .. box.id .. "/json")
+  return not status or type(info) ~= "table" or type(info.State) ~= "table" or not info.State.Running
+end
+
 local function box_call(self, fn, request, on_yield, timeout)
   local state, errs = reader(on_yield), {}
   local start = { image = self.image }
   for k, v in pairs(self.start) do start[k] = v end
   local box <close>, err = self.docker:start(start)
   if not box then raise(self, "died", fn, "starting the jail's box: " .. err) end
+  if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end -- while starting
   self.active[box] = true
   local on_output = self.on_output
-  local ok, r, rerr = pcall(box.run, box, RUN, {
+  local ok, r, rerr = pcall(box.exec, box, ARGV, {
     stdin = request, timeout = timeout,
     on_stdout = state.feed,
     on_stderr = function(chunk)
@@ -246,21 +274,23 @@ local function box_call(self, fn, request, on_yield, timeout)
     end,
   })
   self.active[box] = nil
-  if not ok then error(r, 0) end -- a callback of the user's raised: the box is stopped, pass it on
+  -- An error from a callback stopped the box: a protocol violation, or the
+  -- user's own on_yield / on_output raising (passed on as it is).
+  if not ok and r ~= VIOLATION then error(r, 0) end
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end
-  if not r then raise(self, "died", fn, "the jail's container went away during the call: " .. tostring(rerr)) end
+  if state.bad then return conclude(self, fn, state) end
+  if not r or (r.code == 137 and not r.timed_out and not r.oom and gone(self, box)) then
+    raise(self, "died", fn, "the jail's container went away during the call"
+      .. (rerr and (": " .. tostring(rerr)) or " (killed or removed from outside)") .. tail_of(errs))
+  end
   if r.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout)) end
   if r.oom then raise(self, "oom", fn, "the jail ran out of memory (raise it with start = { memory = ... })") end
-  if r.exited or r.box_stopped then
-    raise(self, "died", fn, "the jail's container went away during the call (exit code "
-      .. tostring(r.code) .. ")" .. tail_of(errs))
-  end
-  if not state.final and not state.bad then
+  if not state.final then
     local how = r.code == 139 and "a segmentation fault" or r.code > 128 and ("signal " .. (r.code - 128))
       or ("exit code " .. r.code)
     raise(self, "crashed", fn, "the jail's Lua ended without an answer (" .. how .. ")" .. tail_of(errs))
   end
-  return conclude(self, fn, state, "")
+  return conclude(self, fn, state)
 end
 
 -- The same call in this process: the runner's own code, the same frames,
@@ -268,8 +298,8 @@ end
 local function local_call(self, fn, request, on_yield)
   local state = reader(on_yield)
   local ok, err = pcall(runner.serve, { dir = self.dir, request = request, write = state.feed, isolated = true })
-  if not ok then raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err)) end
-  return conclude(self, fn, state, "")
+  if not ok and err ~= VIOLATION then raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err)) end
+  return conclude(self, fn, state)
 end
 
 -- jail:call(name | { name, timeout = s }, args... [, on_yield]) -> the
