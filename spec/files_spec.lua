@@ -43,12 +43,7 @@ local function sha256(data)
   return h
 end
 
--- The message of the error fn raises (it must raise).
-local function raised(fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, got none")
-  return tostring(err)
-end
+local raised = helper.raised
 
 -- Checks a list of on_progress events of one operation.
 local function check_progress(events, op, want_total)

@@ -58,6 +58,13 @@ function helper.eventually(fn, seconds)
   return fn() or false
 end
 
+-- The message of the error fn raises (it must raise one).
+function helper.raised(fn)
+  local ok, err = pcall(fn)
+  assert(not ok, "expected an error, got none")
+  return tostring(err)
+end
+
 function helper.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end

@@ -35,11 +35,7 @@ local function build(opts)
   return id, err
 end
 
-local function raised(fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, got none")
-  return tostring(err)
-end
+local raised = helper.raised
 
 -- Runs cmd in a fresh box of `image`; returns its result.
 local function run_in(image, cmd)

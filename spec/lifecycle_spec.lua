@@ -9,12 +9,7 @@ local function random_name(prefix)
   return prefix .. require("lockup.core").random_hex(6)
 end
 
--- The error a function raises (it must raise one).
-local function raised(fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, got none")
-  return tostring(err)
-end
+local raised = helper.raised
 
 describe("docker:start errors", function()
   local d, before
