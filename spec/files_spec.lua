@@ -442,6 +442,45 @@ describe("box:put and box:get", function()
   end)
 end)
 
+describe("start{ volumes = ... }", function()
+  local dir
+  before_each(function()
+    dir = helper.tmpdir()
+    helper.write(dir .. "/in.txt", "from the host")
+    helper.sh("chmod 0777 " .. helper.shell_quote(dir))
+  end)
+  after_each(function() helper.rm_rf(dir) end)
+
+  it("mounts a host directory read-only by default", function()
+    local box <close> = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data" } })
+    assert.equal("from the host", assert(box:get("/data/in.txt")))
+    local r = assert(box:run("echo x > /data/new"))
+    assert.is_false(r.ok)
+    assert.matches("Read%-only file system", r.stderr)
+    local ok, err = box:put("/data/new", "x")
+    assert.is_nil(ok)
+    assert.matches("outside the box's writable mounts (/tmp, /work)", err, 1, true)
+    assert.is_nil(io.open(dir .. "/new"))
+  end)
+
+  it("mounts one writable with :rw, and put may write there", function()
+    local box <close> = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data:rw" } })
+    assert.is_true(assert(box:run("echo from the box > /data/new")).ok)
+    assert.equal("from the box\n", helper.read(dir .. "/new"))
+    assert.is_true(box:put("/data/put.txt", "put"))
+    assert.equal("put", helper.read(dir .. "/put.txt"))
+  end)
+
+  it("refuses what is not an absolute path to an absolute path", function()
+    for _, v in ipairs { { ["rel"] = "/data" }, { [dir] = "data" }, { [dir] = "/data:xx" }, { [dir] = 1 },
+      { [dir .. ":x"] = "/data" } } do
+      local err = helper.raised(function() helper.docker():start { image = helper.IMAGE, volumes = v } end)
+      assert.matches("bad option 'volumes' to 'start'", err, 1, true)
+      assert.matches("files_spec.lua:%d+:", err) -- blamed on the caller's line
+    end
+  end)
+end)
+
 describe("box:exec with a function as stdin", function()
   local docker, box
 

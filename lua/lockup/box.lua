@@ -101,7 +101,7 @@ local START_OPTIONS = {
   -- hardening (lockup.hardening): each overrides one secure default
   network = "boolean", cap_add = "table", read_only = "boolean", memory = "number|string", cpus = "number",
   pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
-  security_opt = "table",
+  security_opt = "table", volumes = "table",
 }
 local RUN_OPTIONS = {
   stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
@@ -565,7 +565,7 @@ function _M.start(d, opts)
 
   local self = setmetatable({
     id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
-    workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = options.sorted_keys(host.Tmpfs),
+    workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = hardening.writable(host),
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),

@@ -66,6 +66,37 @@ local function tmpfs_options(user, size)
   return string_format("rw,exec,nosuid,nodev,size=%d%s", size, owner)
 end
 
+-- Host directories mounted into the box: { ["/host/dir"] = "/box/dir" } is
+-- read-only, "/box/dir:rw" writable. Returns the Binds list, sorted.
+local function binds(volumes)
+  if volumes == nil then return nil end
+  local list = {}
+  for host_path, spec in pairs(volumes) do
+    local target, mode = tostring(spec):match("^(/[^:]*):?(%a*)$")
+    if type(host_path) ~= "string" or not host_path:match("^/[^:]*$") or type(spec) ~= "string" or not target
+      or (mode ~= "" and mode ~= "ro" and mode ~= "rw") then
+      error("bad option 'volumes' to 'start' ({ [\"/host/dir\"] = \"/box/dir\" } expected, read-only; "
+        .. "\"/box/dir:rw\" for writable; absolute paths without ':')", 4)
+    end
+    list[#list + 1] = host_path .. ":" .. target .. ":" .. (mode == "rw" and "rw" or "ro")
+  end
+  table.sort(list)
+  return list
+end
+
+-- The places a box can write to, given its HostConfig: the tmpfs mounts and
+-- the writable volumes (or everything, with a writable root filesystem).
+function _M.writable(host)
+  local list = {}
+  for path in pairs(host.Tmpfs) do list[#list + 1] = path end
+  for _, b in ipairs(host.Binds or {}) do
+    local target = b:match("^[^:]*:([^:]*):rw$")
+    if target then list[#list + 1] = target end
+  end
+  table.sort(list)
+  return list
+end
+
 -- Returns the fields of a create request that hardening decides: the Config
 -- part (User, WorkingDir, NetworkDisabled) and the HostConfig.
 function _M.container(opts)
@@ -102,6 +133,7 @@ function _M.container(opts)
     LogConfig = { Type = "none", Config = {} }, -- output is ours alone, never on the daemon's disk
     ReadonlyRootfs = read_only,
     Tmpfs = mounts,
+    Binds = binds(opts.volumes),
     CapDrop = { "ALL" },
     CapAdd = cap_add,
     SecurityOpt = security_opt,
