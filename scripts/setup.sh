@@ -41,23 +41,47 @@ fi
 
 # --- a Docker Engine --------------------------------------------------------
 # A docker CLI may exist with no daemon behind it: ask the daemon itself.
-if ! docker version >/dev/null 2>&1; then
-    command -v dockerd >/dev/null || { say "dockerd not found after installing docker.io"; exit 1; }
-    # A dockerd or containerd killed hard leaves its pid file, and a new one
-    # refuses to start while it is there: remove those of dead processes.
+# Is process $1 alive? A zombie is not: this machine's init may reap late.
+alive() {
+    s=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
+    [ -n "$s" ] && [ "$s" != Z ]
+}
+
+# A dockerd or containerd killed hard leaves its pid file, and a new one
+# refuses to start while it is there: wait a little for a dying one to go,
+# then remove the pid files of processes that are gone.
+clear_stale_pid_files() {
     for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
-        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then as_root rm -f "$pidfile"; fi
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile" 2>/dev/null)
+        n=0
+        while [ -n "$pid" ] && alive "$pid" && [ $n -lt 20 ]; do sleep 0.5; n=$((n + 1)); done
+        if [ -z "$pid" ] || ! alive "$pid"; then as_root rm -f "$pidfile"; fi
     done
+}
+
+# Starts dockerd and waits until it answers: 0, or 1 when it exited or did
+# not answer within 60 s.
+start_dockerd() {
+    clear_stale_pid_files
     say "starting dockerd (log: /var/log/lockup-dockerd.log)"
     # No bridge, no iptables: containers run with networking off (see DESIGN.md).
-    as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-masq=false \
-        >/var/log/lockup-dockerd.log 2>&1 &'
+    pid=$(as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-masq=false \
+        >/var/log/lockup-dockerd.log 2>&1 & echo $!')
     i=0
     until docker version >/dev/null 2>&1; do
         i=$((i + 1))
-        [ $i -le 60 ] || { say "dockerd did not answer in 30 s; see /var/log/lockup-dockerd.log"; exit 1; }
+        if ! alive "$pid"; then say "dockerd exited; the end of its log:"; tail -n 5 /var/log/lockup-dockerd.log >&2; return 1; fi
+        [ $i -le 120 ] || { say "dockerd did not answer in 60 s; see /var/log/lockup-dockerd.log"; return 1; }
         sleep 0.5
     done
+}
+
+# A docker CLI may exist with no daemon behind it: ask the daemon itself.
+if ! docker version >/dev/null 2>&1; then
+    command -v dockerd >/dev/null || { say "dockerd not found after installing docker.io"; exit 1; }
+    # Once more if the first one exits (e.g. a pid file whose process was still dying).
+    start_dockerd || { sleep 2; start_dockerd; } || exit 1
 fi
 
 # --- the test image: busybox:local, FROM scratch + Debian's static busybox ----

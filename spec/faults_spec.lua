@@ -19,36 +19,10 @@ local function daemon_up()
   return d ~= nil and d:ping() == true
 end
 
--- The state letter of process `pid` (R, S, Z...), or nil when there is none.
-local function process_state(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("^%d+ %b() (%a)")
-end
-
--- A pid file naming a dead daemon, or one whose corpse its parent has not
--- reaped yet (the init of this machine reaps late): dockerd refuses to start
--- while /var/run/docker.pid names a zombie ("pid file found, ensure docker is
--- not running"), and would take a zombie containerd for a live one.
-local function remove_stale_pid_file(path)
-  local f = io.open(path)
-  if not f then return end
-  local pid = tonumber(f:read("l"))
-  f:close()
-  if pid then
-    local state = process_state(pid)
-    if state ~= nil and state ~= "Z" then return end
-  end
-  os.remove(path)
-end
-
 -- Brings the daemon back if it is down, and waits until it answers.
 local function ensure_daemon()
   if daemon_up() then return true end
-  remove_stale_pid_file("/var/run/docker.pid")
-  remove_stale_pid_file("/var/run/docker/containerd/containerd.pid")
+  -- setup.sh also clears the pid files a killed daemon leaves (a zombie's too)
   local out = helper.sh("./scripts/setup.sh 2>&1")
   local up = helper.eventually(daemon_up, 60)
   assert(up, "the Docker daemon did not come back: " .. out)

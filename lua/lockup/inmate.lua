@@ -13,6 +13,7 @@ local core = require "lockup.core"
 local codec = require "lockup.inmate.codec"
 local runner = require "lockup.inmate.runner"
 local image = require "lockup.image"
+local docker_api = require "lockup.docker"
 local options = require "lockup.options"
 
 local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
@@ -164,8 +165,8 @@ function _M.new(opts)
   if not self.local_mode then
     local d, err = opts.docker
     if not d then
-      d, err = require("lockup").connect()
-      if not d then raise(self, "died", nil, err) end
+      d, err = docker_api.connect()
+      if not d then raise(self, "build", nil, "cannot check or build the jail's image: " .. err) end
     end
     self.docker = d
     self:build()
