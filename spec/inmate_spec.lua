@@ -503,6 +503,26 @@ describe("lockup.inmate", function()
       assert.matches("Y\0\0\0\4\0\0\0\0\n", printed, 1, true)
       assert.matches("E\0\0\0\1xstderr says hi\n", printed, 1, true)
     end)
+
+    it("is versioned: a jail whose runtime speaks another version is refused, saying so", function()
+      -- an image like a jail's, but with a runtime that says protocol 2
+      local runtime = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
+      local codec_text = helper.read(runtime .. "/codec.lua")
+      local changed = codec_text:gsub("_M%.PROTOCOL = 1", "_M.PROTOCOL = 2")
+      assert.are_not.equal(codec_text, changed)
+      local tag = "lockup-spec-protocol2:" .. core.random_hex(4)
+      assert(helper.docker():build { tag = tag, context = {
+        Dockerfile = "FROM debian-lua:local\nCOPY lockup /lockup\nCOPY inmate /inmate\n",
+        inmate = { dir = BASIC },
+        ["lockup/runtime/runner.lua"] = { file = runtime .. "/runner.lua" },
+        ["lockup/runtime/codec.lua"] = changed,
+      } })
+      finally(function() remove_image(tag) end)
+      local other = lockup.inmate { image = tag }
+      local e = call_fails("protocol", other, "reverse", "abc")
+      assert.matches("speaks protocol 2", e.message, 1, true)
+      assert.matches("rebuild", e.message, 1, true)
+    end)
   end)
 
   describe("jail output is data", function()
