@@ -811,6 +811,15 @@ describe("lockup.inmate", function()
       assert.equal(fails("argument", jail.echo, jail, { print }).message, fails("argument", loc.echo, loc, { print }).message)
     end)
 
+    it("passes an error of the caller's own callback on as it is, in both modes, leaving no box", function()
+      for _, j in ipairs { jail, loc } do
+        local ok, err = pcall(j.count, j, 3, nil, function(v) error({ mine = v }) end)
+        assert.is_false(ok)
+        assert.same({ mine = 1 }, err)
+      end
+      assert.same({}, new_boxes())
+    end)
+
     it("needs no Docker", function()
       local code = [[
         local lockup = require "lockup"

@@ -12,7 +12,7 @@
 local core = require "lockup.core"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local string_format, string_pack, table_sort, table_concat = string.format, string.pack, table.sort, table.concat
+local string_format, string_pack, table_sort = string.format, string.pack, table.sort
 
 local _M = {}
 
@@ -216,11 +216,20 @@ function _M.tar_source(entries)
   end
 end
 
--- A short list of names, for messages.
-function _M.names(entries, max)
-  local list = {}
-  for i = 1, math.min(#entries, max or 5) do list[i] = entries[i].name end
-  return table_concat(list, ", ") .. (#entries > (max or 5) and ", ..." or "")
+-- counted(source, op, total, on_progress) -> a source handing out the same
+-- chunks, calling on_progress{ op, done, total } for each (done <= total);
+-- the source itself when there is no on_progress.
+function _M.counted(source, op, total, on_progress)
+  if not on_progress then return source end
+  local done = 0
+  return function()
+    local chunk, err = source()
+    if chunk then
+      done = math.min(total, done + #chunk)
+      on_progress { op = op, done = done, total = total }
+    end
+    return chunk, err
+  end
 end
 
 return _M

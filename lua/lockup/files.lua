@@ -106,18 +106,9 @@ local function extract(self, op, shown, dir, entries, opts)
   for _, e in ipairs(entries) do -- entries hold every parent directory (lockup.context)
     if e.type == "dir" or not e.name:find("/", 1, true) then argv[#argv + 1] = e.name end
   end
-  local source, total, done = context.tar_source(entries), context.tar_size(entries), 0
-  local on_progress = opts.on_progress
   local r, err = self:exec(argv, {
     user = opts.user, timeout = opts.timeout,
-    stdin = function()
-      local chunk, serr = source()
-      if chunk and on_progress then
-        done = math.min(total, done + #chunk)
-        on_progress { op = op, done = done, total = total }
-      end
-      return chunk, serr
-    end,
+    stdin = context.counted(context.tar_source(entries), op, context.tar_size(entries), opts.on_progress),
   })
   if not r then return fail(op, shown, err) end
   if r.timed_out then return fail(op, shown, "timed out") end

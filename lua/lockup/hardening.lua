@@ -84,8 +84,8 @@ local function binds(volumes)
   return list
 end
 
--- The places a box can write to, given its HostConfig: the tmpfs mounts and
--- the writable volumes (or everything, with a writable root filesystem).
+-- The mounts a box can write to, given its HostConfig: the tmpfs mounts and
+-- the writable volumes (with a writable root filesystem, the rest too).
 function _M.writable(host)
   local list = {}
   for path in pairs(host.Tmpfs) do list[#list + 1] = path end

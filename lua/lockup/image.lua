@@ -59,19 +59,6 @@ local function notify(on_progress, event)
   if on_progress then on_progress(event) end
 end
 
--- Counts the bytes a source hands out, for progress events.
-local function counted(source, op, total, on_progress)
-  if not on_progress then return source end
-  local done = 0
-  return function()
-    local chunk, err = source()
-    if chunk then
-      done = math.min(total, done + #chunk)
-      on_progress { op = op, done = done, total = total }
-    end
-    return chunk, err
-  end
-end
 
 -- The images a Dockerfile's FROM lines name, but for scratch, earlier stages
 -- and names built from ARGs (which only the build can resolve).
@@ -92,19 +79,20 @@ local function base_images(text)
   return list
 end
 
--- A Dockerfile's text from the entries, if it is there.
+-- The text of the Dockerfile `name` in the entries, or nil, err.
 local function dockerfile_text(entries, name)
   for _, e in ipairs(entries) do
     if e.name == name and e.type == "file" then
       if e.data then return e.data end
-      local f = io.open(e.path, "rb")
-      if not f then return nil end
+      local f, err = io.open(e.path, "rb")
+      if not f then return nil, "build context: " .. err end
       local text = f:read("a")
       f:close()
       return text
     end
   end
-  return nil
+  return nil, string_format("build context has no file '%s' for the Dockerfile (to give the Dockerfile's "
+    .. "text instead, end it with a newline)", name)
 end
 
 -- The Engine pulls a missing base image during a build: that would reach out
@@ -130,7 +118,7 @@ local BUILD_OPTIONS = {
 --   on_progress = fn, buildargs, labels, nocache, timeout } -> image id | nil, err
 -- A dockerfile with a newline in it is the Dockerfile's text; otherwise it
 -- names a file in the context ("Dockerfile" by default). Builds run with no
--- network. on_progress gets { op = "build", text = line, step = "Step 2/5 : RUN ..." }
+-- network. on_progress gets { op = "build", text = line, step = "step 2/5 (RUN ...)" }
 -- for each line the build prints, and { op = "context", done, total } while
 -- the context is sent.
 function _M.build(d, opts)
@@ -139,27 +127,22 @@ function _M.build(d, opts)
   local entries, err = context.entries(opts.context)
   if not entries then return nil, "build context: " .. err end
   local dockerfile = opts.dockerfile or "Dockerfile"
-  local text = dockerfile:find("\n", 1, true) and dockerfile or dockerfile_text(entries, dockerfile)
-  if text then
-    local ok, cerr = check_bases(d, text)
-    if not ok then return nil, "build: " .. cerr end
+  local given_text = dockerfile:find("\n", 1, true) ~= nil
+  local text = dockerfile
+  if not given_text then
+    text, err = dockerfile_text(entries, dockerfile)
+    if not text then return nil, err end
   end
-  if dockerfile:find("\n", 1, true) then
+  local ok, cerr = check_bases(d, text)
+  if not ok then return nil, "build: " .. cerr end
+  if given_text then
     for _, e in ipairs(entries) do
       if e.name == GENERATED_DOCKERFILE then
         return nil, "build context: " .. GENERATED_DOCKERFILE .. " is lockup's own name"
       end
     end
-    entries[#entries + 1] = { name = GENERATED_DOCKERFILE, type = "file", data = dockerfile, size = #dockerfile,
-      mode = 420 }
+    entries[#entries + 1] = { name = GENERATED_DOCKERFILE, type = "file", data = text, size = #text, mode = 420 }
     dockerfile = GENERATED_DOCKERFILE
-  else
-    local found
-    for _, e in ipairs(entries) do found = found or (e.name == dockerfile and e.type == "file") end
-    if not found then
-      return nil, string_format("build context has no file '%s' for the Dockerfile (to give the Dockerfile's "
-        .. "text instead, end it with a newline)", dockerfile)
-    end
   end
 
   local on_progress = opts.on_progress
@@ -187,7 +170,7 @@ function _M.build(d, opts)
       t = opts.tag, dockerfile = dockerfile, networkmode = "none", rm = 1, forcerm = 1,
       nocache = opts.nocache and 1 or nil, buildargs = opts.buildargs, labels = opts.labels,
     },
-    body = counted(context.tar_source(entries), "context", context.tar_size(entries), on_progress),
+    body = context.counted(context.tar_source(entries), "context", context.tar_size(entries), on_progress),
     content_type = "application/x-tar",
     timeout = opts.timeout or LONG_TIMEOUT,
     on_body = feed,
@@ -226,7 +209,7 @@ function _M.import(d, path, tag, opts)
   local id, failure
   local status, body = d:request("POST", "/images/create", {
     query = { fromSrc = "-", repo = repo, tag = t },
-    body = counted(source, "import", total, opts.on_progress),
+    body = context.counted(source, "import", total, opts.on_progress),
     content_type = "application/x-tar",
     timeout = opts.timeout or LONG_TIMEOUT,
     on_body = json_lines(function(msg)

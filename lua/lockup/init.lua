@@ -36,11 +36,11 @@ Docker.build, Docker.import, Docker.pull = image.build, image.import, image.pull
 Docker.image_exists, Docker.remove_image = image.image_exists, image.remove_image
 _M.content_tag = image.content_tag
 _M.progress = require "lockup.progress"
+local Box = box.Box
+Box.put, Box.put_file, Box.get, Box.get_file = files.put, files.put_file, files.get, files.get_file
 
 -- lockup.inmate{ dir = ... } -> jail: call Lua functions that run in a container.
 _M.inmate = require("lockup.inmate").new
-local Box = box.Box
-Box.put, Box.put_file, Box.get, Box.get_file = files.put, files.put_file, files.get, files.get_file
 
 -- docker:prune([{all = true}]) -> number removed | nil, err. Removes the boxes
 -- whose owning process (on this host) is gone; with all = true, every box.

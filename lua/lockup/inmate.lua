@@ -22,7 +22,7 @@ local string_format, table_pack, table_unpack = string.format, table.pack, table
 
 local _M = {}
 
-_M.DEFAULT_BASE = "debian-lua:local" -- made by scripts/setup.sh
+local DEFAULT_BASE = "debian-lua:local" -- made by scripts/setup.sh
 local DEFAULT_TIMEOUT = 60 -- seconds per call
 local KEEP_STDERR = 16 * 1024 -- bytes of the jail's stderr kept for a crash report
 local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
@@ -62,7 +62,6 @@ local function raise(self, kind, fn, message, traceback)
   error(setmetatable({ kind = kind, fn = fn, message = message, traceback = traceback,
     jail = self.local_mode and "local mode" or self.image or "not built" }, InmateError), 0)
 end
-_M.Error = InmateError
 
 -- The jail ------------------------------------------------------------------
 
@@ -111,6 +110,7 @@ end
 -- lockup runtime, built unless the Engine has it; raises on failure, with the
 -- build's own output in the error.
 function Jail:build()
+  if self.local_mode then return nil end
   if self.prebuilt then
     local exists, err = self.docker:image_exists(self.image)
     if exists == nil then raise(self, "build", nil, err) end
@@ -120,7 +120,6 @@ function Jail:build()
     end
     return self.image
   end
-  if self.local_mode then return nil end
   local ctx = image_context(self)
   local tag, err = image.content_tag(ctx, "lockup-inmate")
   if not tag then raise(self, "build", nil, "the inmate directory: " .. err) end
@@ -149,7 +148,7 @@ function _M.new(opts)
   end
   -- Every field is set (false for none): a missing one would read as a call.
   local self = setmetatable({
-    dir = opts.dir and opts.dir:gsub("/+$", "") or false, base = opts.base or _M.DEFAULT_BASE,
+    dir = opts.dir and opts.dir:gsub("/+$", "") or false, base = opts.base or DEFAULT_BASE,
     image = opts.image or false, prebuilt = opts.image ~= nil, start = opts.start or {},
     timeout = opts.timeout or DEFAULT_TIMEOUT, on_output = opts.on_output or false,
     on_progress = opts.on_progress or false, local_mode = opts.local_mode or false, active = {},
@@ -297,8 +296,17 @@ end
 -- The same call in this process: the runner's own code, the same frames,
 -- parsers and codec; only the container is missing.
 local function local_call(self, fn, request, on_yield)
-  local state = reader(on_yield)
-  local ok, err = pcall(runner.serve, { dir = self.dir, request = request, write = state.feed, isolated = true })
+  local state, user_error = reader(on_yield), nil
+  -- An error of the user's on_yield passes on as it is, as from a box.
+  local function write(bytes)
+    local ok, err = pcall(state.feed, bytes)
+    if not ok then
+      if err ~= VIOLATION then user_error = { err } end
+      error(VIOLATION, 0)
+    end
+  end
+  local ok, err = pcall(runner.serve, { dir = self.dir, request = request, write = write, isolated = true })
+  if user_error then error(user_error[1], 0) end
   if not ok and err ~= VIOLATION then raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err)) end
   return conclude(self, fn, state)
 end
