@@ -26,10 +26,7 @@ local function jpeg_size(data)
 end
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("a")
-  f:close()
-  return data
+  return (assert(helper.read(path), "cannot read " .. path))
 end
 
 describe("examples/thumbnail.lua", function()
