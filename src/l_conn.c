@@ -55,7 +55,7 @@ static int l_connect(lua_State *L) {
     return 4;
 }
 
-/* c:send(data [, from]) -> bytes sent from `from` on (0 when it would block) | nil, err */
+/* c:send(data [, from]) -> bytes sent from `from` on | false (would block) | nil, err, errno */
 static int l_send(lua_State *L) {
     lk_conn *c = lk_check_conn(L, 1);
     size_t len, n;
@@ -64,27 +64,8 @@ static int l_send(lua_State *L) {
     luaL_argcheck(L, from >= 1 && (size_t)from <= len + 1, 3, "out of range");
     int r = lk_conn_send(c, p + from - 1, len - (size_t)(from - 1), &n);
     if (r == LK_FAIL) return lk_push_conn_error(L, c, "send");
-    lua_pushinteger(L, r == LK_OK ? (lua_Integer)n : 0);
-    return 1;
-}
-
-/* c:recv() -> data | false (would block) | nil, "eof" | nil, err */
-static int l_recv(lua_State *L) {
-    lk_conn *c = lk_check_conn(L, 1);
-    char buf[LK_READ_CHUNK];
-    size_t n;
-    int r = lk_conn_recv(c, buf, sizeof buf, &n);
-    if (r == LK_FAIL) return lk_push_conn_error(L, c, "recv");
-    if (r == LK_AGAIN) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (r == LK_EOF) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "eof");
-        return 2;
-    }
-    lua_pushlstring(L, buf, n);
+    if (r == LK_AGAIN) lua_pushboolean(L, 0);
+    else lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
 
@@ -122,7 +103,7 @@ static int l_tostring(lua_State *L) {
 
 void lk_open_conn(lua_State *L) {
     static const luaL_Reg methods[] = {
-        {"connect", l_connect}, {"send", l_send},   {"recv", l_recv},     {"shutdown", l_shutdown},
+        {"connect", l_connect}, {"send", l_send}, {"shutdown", l_shutdown},
         {"fd", l_fd},           {"close", l_close}, {"closed", l_closed}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};

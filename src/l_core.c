@@ -78,6 +78,11 @@ static int l_getpid(lua_State *L) {
     return 1;
 }
 
+static int l_geteuid(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)geteuid());
+    return 1;
+}
+
 /* core.pid_alive(pid) -> whether a process with that pid exists on this host */
 static int l_pid_alive(lua_State *L) {
     lua_Integer pid = luaL_checkinteger(L, 1);
@@ -87,7 +92,7 @@ static int l_pid_alive(lua_State *L) {
 
 __attribute__((visibility("default"))) int luaopen_lockup_core(lua_State *L) {
     static const luaL_Reg funcs[] = {{"monotime", l_monotime}, {"random_hex", l_random_hex},
-                                     {"poll", l_poll},         {"getpid", l_getpid},
+                                     {"poll", l_poll},         {"getpid", l_getpid}, {"geteuid", l_geteuid},
                                      {"pid_alive", l_pid_alive}, {NULL, NULL}};
     /* Not thread-safe, and the first call does the work: a Lua state loads this once. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
@@ -99,6 +104,7 @@ __attribute__((visibility("default"))) int luaopen_lockup_core(lua_State *L) {
     lk_open_tar(L);
     lk_open_hash(L);
     lk_open_fs(L);
+    lk_open_fifo(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

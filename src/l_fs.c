@@ -10,13 +10,6 @@
 
 #include "l_core.h"
 
-static int push_errno(lua_State *L, const char *path) {
-    int err = errno;
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
-}
 
 static const char *kind(mode_t m) {
     return S_ISREG(m) ? "file" : S_ISDIR(m) ? "dir" : S_ISLNK(m) ? "symlink" : "other";
@@ -27,7 +20,7 @@ static const char *kind(mode_t m) {
 static int l_lstat(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (lua_toboolean(L, 2) ? stat(path, &st) : lstat(path, &st)) return push_errno(L, path);
+    if (lua_toboolean(L, 2) ? stat(path, &st) : lstat(path, &st)) return lk_push_errno(L, path);
     lua_createtable(L, 0, 4);
     lua_pushstring(L, kind(st.st_mode));
     lua_setfield(L, -2, "type");
@@ -45,10 +38,10 @@ static int l_readlink(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char buf[PATH_MAX];
     ssize_t n = readlink(path, buf, sizeof buf);
-    if (n < 0) return push_errno(L, path);
+    if (n < 0) return lk_push_errno(L, path);
     if ((size_t)n == sizeof buf) {
         errno = ENAMETOOLONG;
-        return push_errno(L, path);
+        return lk_push_errno(L, path);
     }
     lua_pushlstring(L, buf, (size_t)n);
     return 1;
@@ -59,7 +52,7 @@ static int l_listdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_newtable(L); /* before opendir: an allocation error must not leak the DIR */
     DIR *d = opendir(path);
-    if (!d) return push_errno(L, path);
+    if (!d) return lk_push_errno(L, path);
     int i = 0;
     struct dirent *e;
     errno = 0;
@@ -74,8 +67,24 @@ static int l_listdir(lua_State *L) {
     closedir(d);
     if (err) {
         errno = err;
-        return push_errno(L, path);
+        return lk_push_errno(L, path);
     }
+    return 1;
+}
+
+/* core.mkdir(path) -> true | nil, err, errno: a new directory, mode 0700 */
+static int l_mkdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (mkdir(path, 0700)) return lk_push_errno(L, path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.rmdir(path) -> true | nil, err, errno */
+static int l_rmdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (rmdir(path)) return lk_push_errno(L, path);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -87,6 +96,6 @@ static int l_isatty(lua_State *L) {
 
 void lk_open_fs(lua_State *L) {
     static const luaL_Reg funcs[] = {{"lstat", l_lstat}, {"readlink", l_readlink}, {"listdir", l_listdir},
-                                     {"isatty", l_isatty}, {NULL, NULL}};
+                                     {"isatty", l_isatty}, {"mkdir", l_mkdir}, {"rmdir", l_rmdir}, {NULL, NULL}};
     luaL_setfuncs(L, funcs, 0);
 }

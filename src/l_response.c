@@ -85,7 +85,7 @@ static int l_pump(lua_State *L) {
         size_t n;
         int rc = lk_conn_recv(c, buf, sizeof buf, &n);
         if (rc == LK_AGAIN) {
-            lua_pushliteral(L, "wait");
+            lua_pushboolean(L, 0);
             return 1;
         }
         if (rc == LK_FAIL) return lk_push_conn_error(L, c, "recv");

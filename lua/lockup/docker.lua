@@ -7,6 +7,10 @@ local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 local cjson = require("cjson").new()
 local options = require "lockup.options"
+local box = require "lockup.box"
+local image = require "lockup.image"
+local lifecycle = require "lockup.lifecycle"
+local fifo = require "lockup.lane.fifo"
 
 local setmetatable, type, tostring, tonumber, pairs, error = setmetatable, type, tostring, tonumber, pairs, error
 local table_concat, string_format = table.concat, string.format
@@ -21,10 +25,9 @@ local POOL_MAX = 8 -- idle keep-alive connections kept per client
 
 
 local Docker = {}
-Docker.__index = Docker
-Docker.__name = "lockup.docker"
+local docker_mt = { __index = Docker, __name = "lockup.docker" }
 
-function Docker:__tostring()
+function docker_mt.__tostring(self)
   return string_format("lockup.docker (%s, API %s)", self.endpoint, self.api_version or "?")
 end
 
@@ -34,7 +37,7 @@ local function api_number(v)
 end
 
 local CONNECT_OPTIONS = { socket = "string", host = "string", port = "number", url = "string",
-  timeout = "number", api_version = "string" }
+  timeout = "number", api_version = "string", lane = "string" }
 
 local function default_target()
   local env = os.getenv("DOCKER_HOST")
@@ -109,14 +112,17 @@ function Docker:open(deadline)
   end
 end
 
--- Sends all of data[from..] on c before the deadline.
-function _M.send_all(c, data, deadline, from)
-  local i = from or 1
+-- Sends all of data on c before the deadline.
+local function send_all(c, data, deadline)
+  local i = 1
   while i <= #data do
     local n, err = c:send(data, i)
-    if not n then return nil, err end
-    if n == 0 and not wait(c:fd(), "w", deadline) then return nil, "timed out" end
-    i = i + n
+    if n == nil then return nil, err end
+    if n then
+      i = i + n
+    elseif not wait(c:fd(), "w", deadline) then
+      return nil, "timed out"
+    end
   end
   return true
 end
@@ -169,9 +175,9 @@ local function send_chunked(c, source, deadline)
   while true do
     local chunk, err = source()
     if chunk == nil and err then return nil, err, true end
-    if chunk == nil then return _M.send_all(c, "0\r\n\r\n", deadline) end
+    if chunk == nil then return send_all(c, "0\r\n\r\n", deadline) end
     if #chunk > 0 then
-      local ok, serr = _M.send_all(c, string_format("%x\r\n%s\r\n", #chunk, chunk), deadline)
+      local ok, serr = send_all(c, string_format("%x\r\n%s\r\n", #chunk, chunk), deadline)
       if not ok then return nil, serr end
     end
   end
@@ -193,7 +199,7 @@ function Docker:send(method, path, opts)
     if not c then return nil, err end
   end
   local ok
-  ok, err = _M.send_all(c, text, deadline)
+  ok, err = send_all(c, text, deadline)
   if not ok and pooled then
     c:close()
     return self:send(method, path, opts)
@@ -250,7 +256,7 @@ function Docker:receive(call, deadline)
       local chunk = r:body()
       if #chunk > 0 then opts.on_body(chunk) end
     end
-    if st == "wait" then
+    if st == false then
       if not wait(c:fd(), "r", deadline) then
         c:close()
         return nil, string_format("timed out after %gs waiting for the Docker daemon (%s %s)",
@@ -308,6 +314,26 @@ function Docker:version()
   return body
 end
 
+-- Whether this engine can serve the fifo lane: true, or nil and a message
+-- that says why not (asked once; see lockup.lane.fifo).
+function Docker:fifo_usable()
+  if self.fifo_why == nil then
+    local ok, why = fifo.usable(self)
+    self.fifo_why = not ok and string_format("lane 'fifo' cannot work with the Engine at %s: %s; "
+      .. "use lane = \"attach\"", self.endpoint, why) or false
+  end
+  if self.fifo_why then return nil, self.fifo_why end
+  return true
+end
+
+-- Boxes, images, and what a killed process left behind.
+function Docker:start(opts)
+  return box.start(self, opts)
+end
+Docker.build, Docker.import, Docker.pull = image.build, image.import, image.pull
+Docker.image_exists, Docker.remove_image = image.image_exists, image.remove_image
+Docker.prune = lifecycle.prune
+
 function Docker:close()
   for i = #self.idle, 1, -1 do
     self.idle[i]:close()
@@ -323,10 +349,13 @@ function _M.connect(target)
   if opts.api_version and not api_number(opts.api_version) then
     error("bad option 'api_version' to 'connect' (a version such as \"1.41\" expected)", 2)
   end
+  local env_lane = os.getenv("LOCKUP_LANE")
+  local lane = lifecycle.check_lane(opts.lane, "connect", 2)
+    or (env_lane and env_lane ~= "" and lifecycle.check_lane(env_lane, "connect (LOCKUP_LANE)", 2)) or nil
   local self = setmetatable({
-    endpoint = where.endpoint, url = where.url, socket = where.socket,
+    endpoint = where.endpoint, url = where.url, socket = where.socket, lane = lane,
     timeout = opts.timeout or DEFAULT_TIMEOUT, idle = {}, prefix = "",
-  }, Docker)
+  }, docker_mt)
   local info, err = self:version()
   if not info then return nil, err end
   local daemon = type(info) == "table" and info.ApiVersion
@@ -347,6 +376,11 @@ function _M.connect(target)
   if api_number(want) > api_number(_M.MAX_API) then want = _M.MAX_API end
   self.api_version = want
   self.prefix = "/v" .. want
+  -- The lane boxes get by default: fifo where this engine can serve it.
+  if lane ~= "attach" then
+    local usable, why = self:fifo_usable()
+    if lane == "fifo" and not usable then return nil, why end
+  end
   return self
 end
 

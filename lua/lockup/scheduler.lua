@@ -8,8 +8,8 @@
 local core = require "lockup.core"
 
 local coroutine, table, debug = coroutine, table, debug
-local setmetatable, error, select, type, tostring, ipairs, pairs =
-  setmetatable, error, select, type, tostring, ipairs, pairs
+local setmetatable, error, select, type, tostring, ipairs, pairs, next =
+  setmetatable, error, select, type, tostring, ipairs, pairs, next
 local math_huge, math_max = math.huge, math.max
 local now = core.monotime
 
@@ -31,18 +31,20 @@ function _M.inside()
   return task_of(coroutine.running()) ~= nil
 end
 
-local function poll_one(fd, want, deadline)
-  local timeout = deadline and math_max(0, deadline - now()) or -1
-  return core.poll({ fd, want }, timeout)[1] == true
+-- Waits until one of the descriptors in `list` ({fd1, want1, fd2, want2, ...},
+-- want "r", "w" or "rw") is ready, or the deadline (monotime seconds, or nil)
+-- passes. Returns true when one is ready, false on timeout.
+function _M.wait_any(list, deadline)
+  if task_of(coroutine.running()) then
+    return coroutine.yield(WAIT, list, deadline)
+  end
+  local ready = core.poll(list, deadline and math_max(0, deadline - now()) or -1)
+  return next(ready) ~= nil
 end
 
--- Waits until fd is ready for want ("r", "w", "rw") or the deadline (monotime
--- seconds, or nil) passes. Returns true when ready, false on timeout.
+-- Waits until fd is ready for want, or the deadline passes: wait_any for one.
 function _M.wait(fd, want, deadline)
-  if task_of(coroutine.running()) then
-    return coroutine.yield(WAIT, fd, want, deadline)
-  end
-  return poll_one(fd, want, deadline)
+  return _M.wait_any({ fd, want }, deadline)
 end
 
 function _M.sleep(seconds)
@@ -77,11 +79,10 @@ end
 
 -- A FIFO lock: calls on one box run one at a time, in call order.
 local Mutex = {}
-Mutex.__index = Mutex
-Mutex.__name = "lockup.mutex"
+local mutex_mt = { __index = Mutex, __name = "lockup.mutex" }
 
 function _M.mutex()
-  return setmetatable({ owner = nil, queue = {} }, Mutex)
+  return setmetatable({ owner = nil, queue = {} }, mutex_mt)
 end
 
 function Mutex:lock()
@@ -135,10 +136,10 @@ local function step(co, ...)
   end
   local what = res[2]
   if what == WAIT then
-    t.fd, t.want, t.deadline = res[3], res[4], res[5] or math_huge
+    t.fds, t.deadline = res[3], res[4] or math_huge
     loop.waiting[#loop.waiting + 1] = t
   elseif what == SLEEP then
-    t.fd, t.deadline = nil, res[3] or 0
+    t.fds, t.deadline = nil, res[3] or 0
     loop.waiting[#loop.waiting + 1] = t
   elseif what ~= PARK then
     loop.ready[#loop.ready + 1] = co -- a bare coroutine.yield(): run again soon
@@ -165,14 +166,19 @@ local function run_loop()
       error("lockup.run: every task is parked and nothing can wake them (deadlock)")
     end
     loop.waiting = {}
-    local list, slot, nfds, first = {}, {}, 0, math_huge
+    -- One poll over every waiting task's descriptors; a task's own pairs
+    -- are pairs from..upto of the list.
+    local list, from, upto, nfds, first = {}, {}, {}, 0, math_huge
     for i = 1, #waiting do
       local t = waiting[i]
-      if t.fd then
-        list[#list + 1] = t.fd
-        list[#list + 1] = t.want
-        nfds = nfds + 1
-        slot[i] = nfds
+      local fds = t.fds
+      if fds then
+        from[i] = nfds + 1
+        for j = 1, #fds, 2 do
+          list[#list + 1], list[#list + 2] = fds[j], fds[j + 1]
+          nfds = nfds + 1
+        end
+        upto[i] = nfds
       end
       if t.deadline < first then first = t.deadline end
     end
@@ -180,10 +186,14 @@ local function run_loop()
     local t_now = now()
     for i = 1, #waiting do
       local t = waiting[i]
-      if slot[i] and ready[slot[i]] then
+      local woke = false
+      for j = from[i] or 1, upto[i] or 0 do
+        if ready[j] then woke = true break end
+      end
+      if woke then
         step(t.co, true)
       elseif t.deadline <= t_now then
-        step(t.co, t.fd == nil) -- a sleep ends well; a wait times out
+        step(t.co, t.fds == nil) -- a sleep ends well; a wait times out
       else
         loop.waiting[#loop.waiting + 1] = t
       end

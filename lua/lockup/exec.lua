@@ -1,0 +1,99 @@
+-- box:exec: an argv run through the Engine's exec API (no shell involved),
+-- its output on a hijacked connection of its own, which is an attach lane.
+local core = require "lockup.core"
+local step = require "lockup.step"
+local attach = require "lockup.lane.attach"
+local options = require "lockup.options"
+local result = require "lockup.result"
+
+local type, ipairs, error, tostring = type, ipairs, error, tostring
+local string_format = string.format
+local now = core.monotime
+
+local _M = {}
+
+-- env = { NAME = "value" } as the Engine's list, checked: a bad one raises at
+-- the caller's caller (the user's code, for box:exec and docker:start).
+function _M.env_list(env, fname)
+  if not env then return nil end
+  local list = {}
+  for _, k in ipairs(options.sorted_keys(env)) do
+    local v = env[k]
+    if type(k) ~= "string" or k == "" or k:find("[=%z]") or (type(v) ~= "string" and type(v) ~= "number") then
+      error(string_format("bad option 'env' to '%s' (a table of NAME = string expected)", fname), 3)
+    end
+    list[#list + 1] = k .. "=" .. v
+  end
+  return list
+end
+
+-- Sends an exec's stdin (a string, or a function returning the next chunk and
+-- nil at the end) while reading its output, so that a process that stops
+-- reading (it failed, or exited) cannot stall the sender: once the stream
+-- ends, or the daemon refuses more, the rest is not sent and the exit code
+-- tells what happened; past the deadline, step.follow handles the timeout.
+-- Returns true, or nil, err when the source failed.
+local function send_stdin(lane, stream, opts, deadline)
+  local source, chunk, i = opts.stdin, "", 1
+  if type(source) == "string" then
+    local once = source
+    source = function() local s = once; once = nil; return s end
+  end
+  while true do
+    if i > #chunk then
+      local err
+      chunk, err = source()
+      if chunk == nil then
+        if err then return nil, "reading stdin: " .. tostring(err) end
+        lane:shutdown() -- fails only if the stream is gone, which the exit code then tells
+        return true
+      end
+      if type(chunk) ~= "string" then return nil, "reading stdin: the source returned a " .. type(chunk) end
+      i = 1
+    end
+    local n = lane:send(chunk, i)
+    if n == nil then return true end -- the daemon closed the stream: the process ended
+    if n then i = i + n end
+    local st = step.pump(lane, stream, opts)
+    if st == "eof" or st == nil then return true end
+    if not n and st == false and not lane:wait("rw", deadline) then return true end
+  end
+end
+
+-- Runs argv in the box (its lock held) and returns a result, or nil, err.
+function _M.run(box, argv, opts)
+  local started = now()
+  local deadline = started + (opts.timeout or box.timeout)
+  local d = box.docker
+  local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
+  local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = {
+    AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
+    Cmd = argv, Env = _M.env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user or box.user,
+  } })
+  if not status then return nil, fail .. created end
+  local path = "/exec/" .. created.Id
+  local conn, rest
+  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
+  if not status then return nil, fail .. conn end
+  local stream = core.stream()
+  step.arm(box, stream, nil, opts)
+  local lane = attach.wrap(conn)
+  local out, st, err = {}, stream:feed(rest)
+  if st and opts.stdin then st, err = send_stdin(lane, stream, opts, deadline) end
+  if st then st, err = step.follow(box, lane, stream, opts, deadline, out) end
+  lane:close()
+  out.duration = now() - started
+  if st == "timeout" then -- killed, and still not ended: the process is beyond reach
+    out.timed_out = true
+    return result.new(out)
+  elseif st ~= "eof" then
+    return nil, fail .. tostring(err)
+  end
+  local info
+  status, info = d:request("GET", path .. "/json")
+  if not status then return nil, fail .. info end
+  out.code = math.tointeger(info.ExitCode)
+  return result.new(out)
+end
+
+return _M

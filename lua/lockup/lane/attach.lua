@@ -1,0 +1,54 @@
+-- The attach lane: the session shell's stdin, stdout and stderr are the
+-- container's own, relayed by dockerd over one hijacked connection carrying
+-- Docker's multiplexed stream. It works with every engine, local or remote;
+-- each step pays dockerd's relay. An exec's hijacked connection is the same
+-- kind of lane.
+--
+-- A lane moves bytes and nothing else (the session knows the sentinels):
+-- send(data, from) -> n | false | nil, err; pump(stream) -> the stream's pump
+-- status; wait(want, deadline) -> ready?; answered(); close().
+local scheduler = require "lockup.scheduler"
+
+local setmetatable, tostring = setmetatable, tostring
+local wait = scheduler.wait
+
+local _M = { name = "attach" }
+
+-- How the lifeline (lockup.session) wires the session shell: its input is the
+-- container's stdin, and its stderr the real one, which PID 1 keeps in fd 9.
+_M.wiring = { input = "", output = "2>&9" }
+
+local Lane = {}
+local lane_mt = { __index = Lane, __name = "lockup.lane.attach" }
+function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self.conn) .. ")" end
+
+-- A lane over a connection already hijacked (attach or exec).
+function _M.wrap(conn)
+  return setmetatable({ conn = conn }, lane_mt)
+end
+
+-- After create, before start: attaches to the container's stdio. Returns the
+-- lane, or nil, err, status.
+function _M.open(d, id)
+  local status, conn, rest = d:request("POST", "/containers/" .. id .. "/attach", {
+    query = { stream = 1, stdin = 1, stdout = 1, stderr = 1 }, hijack = true,
+  })
+  if not status then return nil, conn, rest end
+  -- Nothing can come before the container starts.
+  if #rest > 0 then
+    conn:close()
+    return nil, "attach: stream bytes before the container started"
+  end
+  return _M.wrap(conn)
+end
+
+function Lane:send(data, from) return self.conn:send(data, from) end
+function Lane:pump(stream) return stream:pump(self.conn) end
+-- Waits until the stream has bytes ("r"), or either that or room to send ("rw").
+function Lane:wait(want, deadline) return wait(self.conn:fd(), want, deadline) end
+-- Ends the input (an exec's stdin), keeping the output.
+function Lane:shutdown() return self.conn:shutdown() end
+function Lane:answered() end
+function Lane:close() self.conn:close() end
+
+return _M

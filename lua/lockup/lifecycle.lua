@@ -1,0 +1,250 @@
+-- A box's life: the container made from start's options, its lane, the
+-- session shell's first answer; then stop, reap and prune.
+local core = require "lockup.core"
+local scheduler = require "lockup.scheduler"
+local options = require "lockup.options"
+local hardening = require "lockup.hardening"
+local session = require "lockup.session"
+local exec = require "lockup.exec"
+local attach = require "lockup.lane.attach"
+local fifo = require "lockup.lane.fifo"
+
+local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
+local string_format = string.format
+
+local _M = {}
+
+local OWNER_LABEL = "lockup.owner"
+_M.OWNER_LABEL = OWNER_LABEL
+local REAP_TIMEOUT = 10 -- seconds to wait for the daemon to remove a stopped container
+local LANES = { attach = attach, fifo = fifo }
+
+-- "<host>/<pid>": who started a box, for prune.
+function _M.owner()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local host = f and f:read("*l") or os.getenv("HOSTNAME") or "localhost"
+  if f then f:close() end
+  return host .. "/" .. core.getpid()
+end
+
+_M.START_OPTIONS = {
+  image = "string", shell = "string", env = "table", workdir = "string", user = "string",
+  labels = "table", name = "string", timeout = "number", max_output = "number", lane = "string",
+  -- hardening (lockup.hardening): each overrides one secure default
+  network = "boolean", cap_add = "table", read_only = "boolean", memory = "number|string", cpus = "number",
+  pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
+  security_opt = "table", volumes = "table",
+}
+
+-- Checks a lane's name (from start, connect or LOCKUP_LANE); raises at level.
+function _M.check_lane(name, fname, level)
+  if name ~= nil and not LANES[name] then
+    error(string_format("bad option 'lane' to '%s' (\"fifo\" or \"attach\" expected, got %s)",
+      fname, tostring(name)), level + 1)
+  end
+  return name
+end
+
+-- The lane module for a box of `user` on the engine `d`, or nil, err. Asked
+-- for (start's lane, else the client's), a lane must work; chosen, fifo is
+-- taken where the engine shares this host's files and the user is numeric.
+local function choose_lane(d, asked, user)
+  asked = asked or d.lane
+  if asked == "attach" then return attach end
+  local usable, why = d:fifo_usable()
+  if asked == "fifo" then
+    if not usable then return nil, why end
+    return fifo
+  end
+  if usable and fifo.ids(user) then return fifo end
+  return attach
+end
+
+-- Why a container did not start, told so the user knows what to do.
+local function start_error(image, shell, err, code)
+  if code == 404 and err:find("No such image", 1, true) then
+    return string_format("image '%s' not found on the Engine: build it (docker build) or pull it first", image)
+  end
+  if err:find(shell, 1, true) and (err:find("no such file", 1, true) or err:find("not found", 1, true)) then
+    return string_format("image '%s' has no shell at %s: give another with start{ shell = ... } (%s)",
+      image, shell, err)
+  end
+  return string_format("starting a box from '%s': %s", image, err)
+end
+
+local function labels_of(opts)
+  local labels = { [OWNER_LABEL] = _M.owner() }
+  for k, v in pairs(opts.labels or {}) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      error("bad option 'labels' to 'start' (a table of string = string expected)", 3)
+    end
+    if k == OWNER_LABEL then
+      error("bad option 'labels' to 'start' (" .. OWNER_LABEL .. " is lockup's own: prune relies on it)", 3)
+    end
+    labels[k] = v
+  end
+  return labels
+end
+
+-- docker:start(opts), through lockup.box: a started box with metatable mt, or nil, err.
+function _M.start(d, opts, mt)
+  -- docker:start tail-calls this: level 2 is the user's code.
+  opts = options.check(opts, _M.START_OPTIONS, "start", 2)
+  if not opts.image then error("bad argument to 'start' (option 'image' is required)", 2) end
+  _M.check_lane(opts.lane, "start", 2)
+  local shell = opts.shell or "/bin/sh"
+  local labels = labels_of(opts)
+  local env = exec.env_list(opts.env, "start")
+  local config, host = hardening.container(opts)
+  for _, b in ipairs(host.Binds or {}) do
+    if b:match("^[^:]*:([^:]*)") == fifo.MOUNT then
+      error("bad option 'volumes' to 'start' (" .. fifo.MOUNT .. " is lockup's own mount)", 2)
+    end
+  end
+  local kind, err = choose_lane(d, opts.lane, config.User)
+  if not kind then return nil, err end
+  local lane
+  if kind == fifo then
+    lane, err = fifo.open(config.User)
+    if not lane then return nil, err end
+    host.Binds = host.Binds or {}
+    host.Binds[#host.Binds + 1] = lane.bind
+  end
+  local attached = kind == attach
+  local status, created, code = d:request("POST", "/containers/create", {
+    query = opts.name and { name = opts.name },
+    body = {
+      Image = opts.image,
+      Entrypoint = { shell, "-c", session.lifeline(kind.wiring), shell },
+      Env = env,
+      WorkingDir = config.WorkingDir,
+      User = config.User,
+      Labels = labels,
+      AttachStdin = attached, AttachStdout = attached, AttachStderr = attached,
+      OpenStdin = attached, StdinOnce = attached, Tty = false,
+      NetworkDisabled = config.NetworkDisabled,
+      HostConfig = host,
+    },
+  })
+  if not status then
+    if lane then lane:close() end
+    return nil, start_error(opts.image, shell, created, code)
+  end
+  local id = created.Id
+
+  local self = setmetatable({
+    id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
+    workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = hardening.writable(host),
+    timeout = opts.timeout or hardening.DEFAULTS.timeout,
+    max_output = opts.max_output or hardening.DEFAULTS.max_output,
+    lane_name = kind.name, lane = lane,
+    stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),
+  }, mt)
+  local function fail(why, c)
+    self:shut("the box failed to start")
+    d:request("DELETE", "/containers/" .. id, { query = { force = 1 } })
+    if self.waiter then self.waiter.conn:close() end
+    self.waiter = nil
+    return nil, start_error(opts.image, shell, why, c)
+  end
+
+  -- Ask for the exit code now: with AutoRemove it is gone once the container is.
+  local waiter
+  waiter, err = d:send("POST", "/containers/" .. id .. "/wait",
+    { query = { condition = "removed" }, dedicated = true })
+  if not waiter then return fail(err) end
+  self.waiter = waiter
+  if attached then
+    self.lane, err, code = attach.open(d, id)
+    if not self.lane then return fail(err, code) end
+  end
+  status, err, code = d:request("POST", "/containers/" .. id .. "/start")
+  if not status then return fail(err, code) end
+  -- Learn the lifeline's pids (to kill what steps start) and the OOM count so far.
+  self.lock:lock()
+  self.ooms, self.shell_pid, self.lifeline_pids = session.probe(self)
+  self.lock:unlock()
+  if not self.lifeline_pids then
+    return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
+  end
+  self.lane:answered()
+  return self
+end
+
+-- Reads the daemon's answer to the wait call made at start: the container's
+-- exit code, once it has been removed. Several coroutines may want it at once.
+function _M.reap(self, deadline)
+  if self.exit_code ~= nil or not self.waiter then return self.exit_code end
+  self.reap_lock:lock()
+  if self.waiter then
+    local waiter = self.waiter
+    local status, body = self.docker:receive(waiter, deadline or core.monotime() + REAP_TIMEOUT)
+    self.waiter = nil
+    waiter.conn:close()
+    if status and type(body) == "table" then self.exit_code = math.tointeger(body.StatusCode) end
+  end
+  self.reap_lock:unlock()
+  return self.exit_code
+end
+
+-- Ends the session: the box is dead from now on, with `why` as the reason.
+-- Closing the lane is the lifeline's EOF: the container ends with it.
+function _M.shut(self, why)
+  self.dead = self.dead or why
+  if self.lane then
+    self.lane:close()
+    self.lane = nil
+  end
+end
+
+-- Kills and removes the container; idempotent. Returns true once it is gone.
+function _M.stop(self)
+  if self.stopped then return true end
+  self.stopped = true
+  self.dead = self.dead or "the box was stopped"
+  -- A call in progress owns the lane; it sees the stream end and closes it.
+  if not self.lock.owner then self:shut(self.dead) end
+  if self.exit_code == nil then
+    local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill")
+    if not status and code ~= 404 and code ~= 409 then -- 404/409: already gone / not running
+      self:shut(self.dead)
+      self.stopped = false -- not confirmed: a later stop tries again
+      return nil, "stopping box " .. self.id:sub(1, 12) .. ": " .. err
+    end
+  end
+  self:reap()
+  if self.exit_code == nil then -- the wait call failed: make sure it is gone
+    local status, err, code = self.docker:request("DELETE", "/containers/" .. self.id, { query = { force = 1 } })
+    if not status and code ~= 404 then
+      self.stopped = false
+      return nil, "removing box " .. self.id:sub(1, 12) .. ": " .. err
+    end
+  end
+  return true
+end
+
+-- docker:prune([{all = true}]) -> number removed | nil, err. Removes the boxes
+-- whose owning process (on this host) is gone, with all = true every box, and
+-- the fifo lanes' directories such processes left behind.
+function _M.prune(d, opts)
+  opts = options.check(opts, { all = "boolean" }, "prune", 2)
+  local status, list = d:request("GET", "/containers/json", {
+    query = { all = 1, filters = { label = { OWNER_LABEL } } },
+  })
+  if not status then return nil, "listing boxes: " .. list end
+  local me_host = _M.owner():match("^(.*)/%d+$")
+  local removed = 0
+  for _, c in ipairs(list) do
+    local host, pid = tostring(c.Labels[OWNER_LABEL]):match("^(.*)/(%d+)$")
+    local stray = opts.all or (host == me_host and not core.pid_alive(tonumber(pid)))
+    if stray then
+      local ok, err, code = d:request("DELETE", "/containers/" .. c.Id, { query = { force = 1 } })
+      if ok or code == 404 then removed = removed + 1
+      else return nil, "removing box " .. c.Id:sub(1, 12) .. ": " .. err end
+    end
+  end
+  fifo.prune()
+  return removed
+end
+
+return _M

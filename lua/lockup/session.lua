@@ -1,0 +1,230 @@
+-- The session: a long-lived shell in the box, and the sentinel protocol that
+-- runs one step at a time in it over a lane (lockup.lane.*), which only moves
+-- bytes.
+--
+-- Each step is sent as one line to that shell and followed by a sentinel
+-- print with a fresh random token; the stream (lockup.core) finds the token on
+-- stdout and on stderr, which ends the step's output on each, and reads the
+-- exit code that follows it. See README.md ("How a command runs").
+local core = require "lockup.core"
+local step = require "lockup.step"
+local exec = require "lockup.exec"
+local result = require "lockup.result"
+
+local type, tostring, tonumber = type, tostring, tonumber
+local string_format, table_concat = string.format, table.concat
+local now = core.monotime
+
+local _M = {}
+
+local STDIN_CHUNK = 16384 -- stdin bytes per printf line
+local SIGKILLED = 128 + 9
+
+-- The lifeline: PID 1 of every box, for a lane's wiring (lane.wiring: where
+-- the session shell reads its input and writes its output). The session shell
+-- ("$0") reads commands from `cat`, not from its input itself: when the host
+-- closes its end (stop, garbage collection, or the Lua process killed with
+-- SIGKILL) cat sees EOF and `kill -9 -1` ends everything, even a command still
+-- running, so the container (AutoRemove) goes away with the lane. When the
+-- session shell exits on its own, the same kill ends cat, and PID 1 exits with
+-- the shell's code. PID 1 is a shell, so nothing in the box can kill it, and
+-- while it waits it reaps every zombie reparented to it (the job of an init).
+-- PID 1's own stderr goes to /dev/null (fd 9 keeps the real one for the
+-- session shell), or it would report "Killed" for the pipeline it waits on.
+-- An image without cat gets the shell on its input directly (no lifeline).
+function _M.lifeline(wiring)
+  return table_concat({
+    string_format('command -v cat >/dev/null 2>&1 || exec "$0" %s %s', wiring.input, wiring.output),
+    'exec 9>&2 2>/dev/null',
+    string_format('{ cat %s; kill -9 -1; } | { "$0" %s 9>&-; c=$?; kill -9 -1; exit $c; }',
+      wiring.input, wiring.output),
+  }, "\n")
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Bytes as a printf format that prints exactly them (NULs included).
+local function printf_literal(s)
+  return "'" .. s:gsub("[%z\1-\31\127-\255'\\%%]", function(c)
+    return string_format("\\%03o", c:byte())
+  end) .. "'"
+end
+
+-- The text that runs `cmd` in the session shell. Fds 7 and 8 are set afresh
+-- from the shell's own stdout and stderr (a step may have changed them), and
+-- `command eval` keeps a syntax error in cmd from ending the shell; the braces
+-- run it in the shell itself, so cd, variables and functions persist; the
+-- redirections on the group give it the shell's stdout/stderr afresh and
+-- restore them after (a step may close its own). stdin is /dev/null, or a
+-- file holding exactly opts.stdin, written by printf lines first (stdin never
+-- travels raw on the shell's input, where the shell would read it as
+-- commands) and unlinked once open.
+-- Once the session shell's pid is known, only that process goes on to print
+-- the sentinel: a forked copy of the shell whose `eval` failed (a background
+-- job with a syntax error, a fork bomb's "can't fork") returns from it into
+-- the rest of this line, and would print it, then read later steps. The exit
+-- code waits in $1 meanwhile (`set --` and `shift` leave "$@" as it was).
+function _M.command_line(cmd, token_hex, stdin, shell_pid)
+  local lines = {}
+  local guard = shell_pid and string_format(
+    "[ -d /proc/%d ] && ! [ /proc/self -ef /proc/%d ] && exit; ", shell_pid, shell_pid) or ""
+  local tail = string_format("set -- $? \"$@\"; %scommand printf '\\001%s %%d\\n' \"$1\"; shift; "
+    .. "command printf '\\001%s 0\\n' >&2", guard, token_hex, token_hex)
+  local open = "exec 7>&1 8>&2; "
+  if stdin then
+    local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
+    lines[1] = "command printf '' >" .. source
+    for i = 1, #stdin, STDIN_CHUNK do
+      lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
+    end
+    lines[#lines + 1] = string_format("%s{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
+      open, source, shell_quote(cmd), source, tail)
+  else
+    lines[1] = string_format("%s{ command eval %s; } </dev/null >&7 2>&8; %s", open, shell_quote(cmd), tail)
+  end
+  return table_concat(lines, "\n") .. "\n"
+end
+
+-- Did a process of the step die of SIGKILL? The shell reports "Killed" for a
+-- job killed by a signal, which the OOM killer may have sent to any process
+-- of the step, not just its last.
+function _M.killed(r)
+  return r.code == SIGKILLED or r.stderr:find("Killed", 1, true) ~= nil
+end
+
+-- The count of OOM kills in the box's memory cgroup (v1 or v2), the session
+-- shell's pid, then the pids of every process but the probe's own subshell: at
+-- start, that is the lifeline, cat and the session shell, the processes a
+-- sweep spares. Shell builtins in a subshell (no state leaks into the session).
+local PROBE = "(read -r l </proc/self/stat; set -- $l; me=$1; k=; for d in /proc/[0-9]*; do "
+  .. 'p=${d#/proc/}; [ "$p" = "$me" ] || k="$k $p"; done; n=0; '
+  .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
+  .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
+
+-- Returns the OOM kill count, the session shell's pid and the list of pids
+-- (see PROBE), or nil. The box's lock is held.
+function _M.probe(box)
+  local r = _M.run(box, PROBE, { timeout = 10 })
+  if not r then return nil end
+  local ooms, pid, pids = r.stdout:match("^(%d+) (%d+)( [%d ]+)\n$")
+  return tonumber(ooms), tonumber(pid), pids
+end
+
+-- After a step killed with SIGKILL: was it the kernel's OOM killer?
+function _M.oom_killed(box)
+  local ooms = _M.probe(box)
+  if not ooms or not box.ooms then return nil end
+  local grew = ooms > box.ooms
+  box.ooms = ooms
+  return grew or nil
+end
+
+-- Kills every process the steps started, through the exec API as the box's
+-- user: all but the lifeline's own ($@, from the probe at start). Loops
+-- because a process may fork while it runs. An exec needs a free pid: when a
+-- fork bomb has used them all, it fails (and a timed-out step then stops the box).
+local SWEEP = table_concat({
+  'keep=" $* "',
+  'for pass in 1 2 3 4 5 6 7 8; do found=',
+  '  for d in /proc/[0-9]*; do p=${d#/proc/}',
+  '    case "$keep" in *" $p "*) continue;; esac',
+  '    [ "$p" = "$$" ] || { kill -9 "$p" 2>/dev/null && found=1; }',
+  '  done; [ -z "$found" ] && break',
+  'done',
+  'exit 0',
+}, "\n")
+
+-- box:kill_processes(), with or without the box's lock (a timed-out step
+-- holds it): true | nil, err.
+function _M.kill_processes(box)
+  if box.dead then return nil, box.dead end
+  if box.sweeping then return true end
+  if not box.lifeline_pids then return nil, "the box is still starting" end
+  box.sweeping = true
+  local argv = { box.shell, "-c", SWEEP, "sweep" }
+  for pid in box.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
+  local r, err = exec.run(box, argv, { timeout = 10 })
+  box.sweeping = false
+  if not r or r.code ~= 0 then
+    return nil, "killing the box's processes: " .. (err or (r.stderr .. r.stdout):gsub("%s+$", ""))
+  end
+  return true
+end
+
+-- After the box died with SIGKILL: asks the Engine's event log whether an OOM
+-- kill came first (the container is gone, so it cannot be inspected). The log
+-- is read up to the container's "die" event, which comes after any "oom".
+local function died_of_oom(box)
+  local filters = { container = { box.id }, event = { "oom", "die" } }
+  for _ = 1, 3 do
+    -- until: the next whole second, so that events of this second are in
+    -- (the daemon holds the answer until then)
+    local status, body = box.docker:request("GET", "/events", { timeout = 5, query = {
+      since = tostring(box.started_at - 60), ["until"] = tostring(os.time() + 1), filters = filters } })
+    if not status then return nil end
+    -- One event comes back decoded (a single JSON document); more are JSON lines.
+    local text = type(body) == "table" and ('"Action":"' .. tostring(body.Action) .. '"') or tostring(body)
+    if text:find('"Action":"oom"', 1, true) then return true end
+    if text:find('"Action":"die"', 1, true) then return nil end
+  end
+  return nil
+end
+
+-- The step's shell ended (the lane's EOF): a result saying how, or nil, err.
+local function ended(box, out)
+  box:shut("the box's shell has ended")
+  if box.stopped then return nil, box.dead end
+  out.code = box:reap()
+  if out.code == nil then -- no exit code: the daemon itself went away (killed, restarted)
+    box.dead = "lost the box: its session ended and the Docker daemon at " .. box.docker.endpoint
+      .. " did not report an exit (did it stop or restart?); connect again and start a new box"
+    return nil, box.dead
+  end
+  out.exited = true
+  if out.code == SIGKILLED then
+    out.oom = died_of_oom(box)
+    box.dead = out.oom and "the box was killed by the kernel: out of memory (raise start{ memory = ... })"
+      or "the box's container was killed (SIGKILL): removed from outside, or out of memory"
+  else
+    box.dead = string_format("the box's shell exited (code %s); start a new box", tostring(out.code))
+  end
+  return result.new(out)
+end
+
+-- Runs cmd in the session shell (the box's lock held): a result, or nil, err.
+function _M.run(box, cmd, opts)
+  local started = now()
+  local deadline = started + (opts.timeout or box.timeout)
+  local token_hex = core.random_hex(16)
+  local lane, stream = box.lane, box.stream
+  step.arm(box, stream, "\1" .. token_hex, opts)
+  local out = {}
+  local st, err = step.send(lane, stream, _M.command_line(cmd, token_hex, opts.stdin, box.shell_pid), opts, deadline)
+  if st == true then
+    st, err = step.follow(box, lane, stream, opts, deadline, out)
+  elseif st == "timeout" then
+    out.timed_out = true
+  end
+  out.duration = now() - started
+  if st == "exit" then
+    out.code = stream:code()
+    if cmd ~= PROBE and _M.killed(out) then out.oom = _M.oom_killed(box) end
+    return result.new(out)
+  elseif st == "timeout" then -- killing the step's processes did not end it: the shell itself runs on
+    out.box_stopped = true
+    box:shut(string_format("the box was stopped: a step went on past its %s even with its processes "
+      .. "killed (a loop in the shell itself, or the container is paused); start a new box",
+      out.timed_out and ("timeout (" .. (opts.timeout or box.timeout) .. "s)") or "output cap"))
+    box:stop()
+    return result.new(out)
+  elseif st == "eof" then
+    return ended(box, out)
+  end
+  box:shut("lost the box's session (did the Docker daemon stop or restart?): " .. tostring(err))
+  box:stop()
+  return nil, box.dead
+end
+
+return _M

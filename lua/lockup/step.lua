@@ -1,0 +1,99 @@
+-- Following one step's output to its end, over any lane: what `box:run` and
+-- `box:exec` share. The lane moves bytes (lockup.lane.*); the stream
+-- (lockup.core) holds the output policy: the sentinel per stream, the caps.
+local scheduler = require "lockup.scheduler"
+local core = require "lockup.core"
+
+local math_min = math.min
+local now = core.monotime
+
+local _M = {}
+
+_M.GRACE = 2 -- seconds a step gets to end once its processes were killed
+
+-- Arms `stream` for one step (token nil: no sentinel): output beyond
+-- max_output per stream is dropped (a stream given to a callback has no cap
+-- of its own).
+function _M.arm(box, stream, token, opts)
+  local cap = opts.max_output or box.max_output
+  stream:arm(token, not opts.on_stdout and cap or 0, not opts.on_stderr and cap or 0)
+end
+
+-- Reads what the lane has for the stream and hands it to the callbacks, if
+-- any; returns the lane's pump status.
+function _M.pump(lane, stream, opts)
+  local st, err = lane:pump(stream)
+  if opts.on_stdout then
+    local chunk = stream:take(1)
+    if #chunk > 0 then opts.on_stdout(chunk) end
+  end
+  if opts.on_stderr then
+    local chunk = stream:take(2)
+    if #chunk > 0 then opts.on_stderr(chunk) end
+  end
+  return st, err
+end
+
+-- Reads until the stream says how the step ended: "exit", "eof", "truncated"
+-- (a cap was reached), "timeout", or nil, err. Callbacks get output as it
+-- arrives; without them it stays in C until the end (no copies on the way).
+local function collect(lane, stream, opts, deadline)
+  while true do
+    local st, err = _M.pump(lane, stream, opts)
+    if st == false then
+      if not lane:wait("r", deadline) then return "timeout" end
+    elseif st == "more" then
+      scheduler.yield()
+    else
+      return st, err
+    end
+  end
+end
+
+-- Sends `data` on the lane while reading the step's output meanwhile, so that
+-- a box that writes without reading cannot stall the sender. Returns true,
+-- "timeout", "eof" (the box's end closed first), or nil, err.
+function _M.send(lane, stream, data, opts, deadline)
+  local i = 1
+  while i <= #data do
+    local n, err = lane:send(data, i)
+    if n == nil then return nil, err end
+    if n then
+      i = i + n
+    else
+      local st, perr = _M.pump(lane, stream, opts)
+      if st == nil or st == "eof" then return st, perr end
+      if st == false and not lane:wait("rw", deadline) then return "timeout" end
+    end
+  end
+  return true
+end
+
+-- Follows a step to its end. Past its timeout or its output cap, the step's
+-- processes are killed (box:kill_processes) and it gets GRACE seconds to end;
+-- if it does not (the shell itself is looping), "timeout" says the box must go.
+-- Fills out.stdout, out.stderr, out.truncated, out.timed_out; returns the
+-- status ("exit", "eof", "timeout") or nil, err.
+function _M.follow(box, lane, stream, opts, deadline, out)
+  local killed, st, err = false, nil, nil
+  local t1, t2 = stream:truncated()
+  if t1 or t2 then st = "truncated" end -- a cap was reached while the command was sent
+  while true do
+    if not st then st, err = collect(lane, stream, opts, killed or deadline) end
+    if st == "timeout" and not killed then out.timed_out = true end
+    if (st == "timeout" or st == "truncated") and not killed then
+      box:kill_processes()
+      killed = math_min(deadline, now() + _M.GRACE)
+      if out.timed_out then killed = now() + _M.GRACE end
+    elseif st ~= "truncated" then
+      t1, t2 = stream:truncated()
+      out.stdout = opts.on_stdout and "" or stream:take(1)
+      out.stderr = opts.on_stderr and "" or stream:take(2)
+      out.truncated = (t1 or t2) or nil
+      return st, err
+    end
+    st = nil
+  end
+end
+
+return _M

@@ -1,0 +1,56 @@
+/* The fifo lane's host side: a per-box directory holding three FIFOs, `in`,
+ * `out` and `err`, that the box's session shell reads and writes through a
+ * read-only bind mount. No Lua; every call returns at once.
+ *
+ * Who may do what (DESIGN.md, "Lanes"): as root, the FIFOs belong to the box's
+ * uid with modes in 0400, out/err 0200: the box reads `in` and writes
+ * `out`/`err`, and it cannot open `in` for writing, nor chmod, rename or
+ * unlink anything, because the mount is read-only. Run as another user, lockup
+ * cannot give files away: they stay its own with modes in 0644, out/err 0622,
+ * which holds only while the box runs as some other uid (checked here).
+ *
+ * The host holds `in` open read-write (so the box's open never waits, and
+ * closing it is the lifeline's EOF), and `out`/`err` read-only. Until the
+ * shell has answered once, a placeholder writer of ours keeps each of them
+ * open too: a FIFO with no writer yet would read as EOF. */
+#ifndef LK_FIFO_H
+#define LK_FIFO_H
+
+#include <stddef.h>
+
+#define LK_FIFO_DIR_MAX 512
+
+typedef struct {
+    int in, out[2], hold[2]; /* out[0] stdout, out[1] stderr; -1 once closed */
+    char dir[LK_FIFO_DIR_MAX];
+    int removed;
+} lk_fifo;
+
+/* Makes `parent` (mode 0700) when missing. Refuses a parent that is not a
+ * directory of this uid's with no access for others (another user could then
+ * find, or plant, the boxes' FIFOs). 0, or -1 with errno and *why set. */
+int lk_fifo_parent(const char *parent, const char **why);
+
+/* Creates `dir` and its FIFOs for a box running as uid:gid and opens the host's
+ * ends. 0, or -1 with errno set and *why naming the step that failed (then
+ * nothing is left behind). */
+int lk_fifo_open(lk_fifo *f, const char *dir, long uid, long gid, const char **why);
+
+/* LK_OK with *n bytes written to `in`, LK_AGAIN, or LK_FAIL (errno). */
+int lk_fifo_send(lk_fifo *f, const char *p, size_t len, size_t *n);
+/* Reads stream k (0 stdout, 1 stderr): LK_OK with *n > 0, LK_AGAIN, LK_EOF, LK_FAIL. */
+int lk_fifo_read(lk_fifo *f, int k, char *p, size_t len, size_t *n);
+
+/* The shell has opened out and err: drops the placeholder writers, so that
+ * the shell's end reads as EOF. */
+void lk_fifo_answered(lk_fifo *f);
+
+/* Closes the host's ends (the box's `in` reads EOF: the lifeline ends it) and
+ * removes the directory. Idempotent. */
+void lk_fifo_close(lk_fifo *f);
+
+/* Removes a lane directory left behind (its owner was killed): its FIFOs `in`,
+ * `out`, `err`, then the directory, which must then be empty. 0 or -1 (errno). */
+int lk_fifo_remove(const char *dir);
+
+#endif
