@@ -58,7 +58,15 @@ luajit:
 lint:
 	luacheck lua examples bench spec
 
-bench: $(BUILD)/lockup/core.so
+# build/probe: the no-Lua round-trip baseline of bench/lanes.lua.
+$(BUILD)/probe: bench/probe.c | $(BUILD)/lockup
+	$(CC) -std=c99 -D_GNU_SOURCE $(WARN) -O2 -o $@ bench/probe.c
+
+bench-lanes: $(BUILD)/lockup/core.so $(BUILD)/probe
+	$(RUN_ENV) $(LUA) bench/lanes.lua
+
+bench: $(BUILD)/lockup/core.so $(BUILD)/probe
+	$(RUN_ENV) $(LUA) bench/lanes.lua
 	$(RUN_ENV) $(LUA) bench/latency.lua
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
 	$(RUN_ENV) $(LUA) bench/files.lua
@@ -69,4 +77,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-asan luajit lint bench
+.PHONY: clean example check test test-asan luajit lint bench bench-lanes

@@ -3,7 +3,7 @@
 -- Each script puts its own directory on package.path and does require "common".
 local lockup = require "lockup"
 local core = require "lockup.core"
-local box_mod = require "lockup.box"
+local lifecycle = require "lockup.lifecycle"
 
 local fmt = string.format
 
@@ -76,11 +76,11 @@ end
 -- Prints the `leftover containers:` line (with the time since t_all, a
 -- core.monotime reading) and returns how many of them are this process's.
 function M.report_leftovers(t_all)
-  local mine = M.sh(fmt("docker ps -aq --filter label=%s=%s", box_mod.OWNER_LABEL, box_mod.owner()))
-  local any = M.sh(fmt("docker ps -aq --filter label=%s", box_mod.OWNER_LABEL))
+  local mine = M.sh(fmt("docker ps -aq --filter label=%s=%s", lifecycle.OWNER_LABEL, lifecycle.owner()))
+  local any = M.sh(fmt("docker ps -aq --filter label=%s", lifecycle.OWNER_LABEL))
   local n_mine, n_any = select(2, mine:gsub("%S+", "")), select(2, any:gsub("%S+", ""))
   print(fmt("leftover containers: %d of this process, %d with label %s at all; total bench time %.1f s",
-    n_mine, n_any, box_mod.OWNER_LABEL, core.monotime() - t_all))
+    n_mine, n_any, lifecycle.OWNER_LABEL, core.monotime() - t_all))
   return n_mine
 end
 

@@ -1,6 +1,6 @@
 /* probe: the no-Lua baseline for a sentinel round trip in a long-lived shell.
  *
- * Build (a bench tool, so no Makefile target):
+ * Build: make build/probe (make bench builds it), or by hand:
  *   cc -O2 -Wall -Wextra -Wshadow -std=c99 -D_GNU_SOURCE -o build/probe bench/probe.c
  * Usage:
  *   probe pipe   N TEMPLATE_FILE [SHELL...]            host shell over 3 pipes
@@ -104,12 +104,13 @@ static double round_trip(const char *cmd, size_t len) {
         if (poll(pf, (nfds_t)lane.nr, wait) < 0 && errno != EINTR) err(1, "poll");
         for (int i = 0; i < lane.nr; i++) {
             if (!pf[i].revents) continue;
+            const char *what = lane.muxed ? "attach stream" : names[i];
             ssize_t got = read(pf[i].fd, buf, sizeof buf);
             if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-            if (got < 0) err(1, "read from the shell's %s", lane.muxed ? "attach stream" : names[i]);
+            if (got < 0) err(1, "read from the shell's %s", what);
             /* A FIFO reads 0 until the container has opened its write end. */
             if (got == 0 && lane.fifo && !lane.seen[i]) continue;
-            if (got == 0) errx(1, "EOF on the shell's %s", lane.muxed ? "attach stream" : names[i]);
+            if (got == 0) errx(1, "EOF on the shell's %s", what);
             lane.seen[i] = 1;
             if (lane.muxed) demux_feed(&lane.dm, buf, (size_t)got, m);
             else match(&m[i], buf, (size_t)got);
@@ -255,5 +256,6 @@ int main(int argc, char **argv) {
         close(lane.wfd), close(lane.rfd[0]), close(lane.rfd[1]);
         waitpid(pid, NULL, 0);
     }
+    free(cmd), free(ms);
     return 0;
 }

@@ -99,36 +99,48 @@ static int l_feed(lua_State *L) {
     return push_outcome(L, lk_output_outcome(&s->out));
 }
 
-/* s:pump(conn) or s:pump(fifo, k) -> "exit" | "truncated" | "more" (read
- * budget spent) | false (would block) | "eof" | nil, err. Reads a connection
- * carrying Docker's multiplexed stream, or stream k of a fifo lane, until the
- * step ends, a cap is first reached, the source ends, or a read would block. */
+/* s:pump(conn) or s:pump(fifo) -> "exit" | "truncated" | "more" (read budget
+ * spent) | false, waiting (would block) | "eof" | nil, err. Reads a connection
+ * carrying Docker's multiplexed stream, or a fifo lane's stdout and stderr
+ * FIFOs, until the step ends, a cap is first reached, a source ends, or every
+ * read would block. A FIFO whose sentinel has come is not read again in this
+ * step; `waiting` says which sources still owe bytes: 1 stdout, 2 stderr, 3
+ * both (a connection: 3). */
 static int l_pump(lua_State *L) {
     stream *s = get(L);
     lk_conn *c = luaL_testudata(L, 2, LK_CONN) ? lk_check_conn(L, 2) : NULL;
     lk_fifo *f = c ? NULL : lk_check_fifo(L, 2);
-    int k = c ? -1 : opt_stream(L, 3, 0);
     char buf[LK_READ_CHUNK];
     size_t total = 0;
+    int waiting = 0;
     int o = lk_output_outcome(&s->out);
-    while (o == LK_OUT_MORE && total < PUMP_BUDGET) {
-        size_t n;
-        int rc = c ? lk_conn_recv(c, buf, sizeof buf, &n) : lk_fifo_read(f, k, buf, sizeof buf, &n);
-        if (rc == LK_AGAIN) {
-            lua_pushboolean(L, 0);
-            return 1;
+    /* A connection is one source (k = -1), a fifo lane two (k = 0, 1). */
+    for (int k = c ? -1 : 0; k < (c ? 0 : 2) && o == LK_OUT_MORE; k++) {
+        if (k >= 0 && s->out.armed && s->out.scan[k].state == LK_SCAN_IDLE) continue;
+        while (o == LK_OUT_MORE && total < PUMP_BUDGET) {
+            size_t n;
+            int rc = c ? lk_conn_recv(c, buf, sizeof buf, &n) : lk_fifo_read(f, k, buf, sizeof buf, &n);
+            if (rc == LK_AGAIN) {
+                waiting |= k < 0 ? 3 : 1 << k;
+                break;
+            }
+            if (rc == LK_FAIL) return c ? lk_push_conn_error(L, c, "recv") : lk_push_errno(L, "reading the lane");
+            if (rc == LK_EOF) {
+                /* A token prefix held back was output after all: the step never ended. */
+                if (lk_output_end(&s->out, k < 0 ? 0 : k) || (k < 0 && lk_output_end(&s->out, 1)))
+                    return push_failure(L, s);
+                lua_pushliteral(L, "eof");
+                return 1;
+            }
+            total += n;
+            if (feed(s, k, buf, n)) return push_failure(L, s);
+            o = lk_output_outcome(&s->out);
         }
-        if (rc == LK_FAIL) return c ? lk_push_conn_error(L, c, "recv") : lk_push_errno(L, "reading the lane");
-        if (rc == LK_EOF) {
-            /* A token prefix held back was output after all: the step never ended. */
-            if (lk_output_end(&s->out, k < 0 ? 0 : k) || (k < 0 && lk_output_end(&s->out, 1)))
-                return push_failure(L, s);
-            lua_pushliteral(L, "eof");
-            return 1;
-        }
-        total += n;
-        if (feed(s, k, buf, n)) return push_failure(L, s);
-        o = lk_output_outcome(&s->out);
+    }
+    if (o == LK_OUT_MORE && total < PUMP_BUDGET && waiting) {
+        lua_pushboolean(L, 0);
+        lua_pushinteger(L, waiting);
+        return 2;
     }
     return push_outcome(L, o);
 }

@@ -59,26 +59,30 @@ function _M.open(user)
   fifo, err = core.fifo(dir, uid, gid)
   if not fifo then return nil, "lane 'fifo': " .. err end
   local input, out, errs = fifo:fds()
+  local r = { { out, "r" }, { errs, "r" }, { out, "r", errs, "r" } } -- by what the pump waits for
+  local rw = {}
+  for i, list in ipairs(r) do
+    rw[i] = { input, "w" }
+    for j = 1, #list do rw[i][j + 2] = list[j] end
+  end
   return setmetatable({
-    fifo = fifo, dir = dir, bind = dir .. ":" .. _M.MOUNT .. ":ro",
-    r = { out, "r", errs, "r" }, rw = { out, "r", errs, "r", input, "w" },
+    fifo = fifo, dir = dir, bind = dir .. ":" .. _M.MOUNT .. ":ro", sets = { r = r, rw = rw },
   }, lane_mt)
 end
 
 function Lane:send(data, from) return self.fifo:send(data, from) end
 
--- Reads stdout's FIFO, then stderr's: a status that ends the pump (exit,
--- truncated, eof, a failure) wins; false only when neither has more now.
+-- Reads both FIFOs; when it would block, remembers which still owe bytes
+-- this step (one whose sentinel came has no more to say).
 function Lane:pump(stream)
-  local st, err = stream:pump(self.fifo, 1)
-  if st ~= false and st ~= "more" then return st, err end
-  local st2, err2 = stream:pump(self.fifo, 2)
-  if st2 ~= false then return st2, err2 end
-  return st
+  local st, waiting = stream:pump(self.fifo)
+  if st == false then self.waiting = waiting end
+  return st, waiting
 end
 
+-- Waits for the FIFOs that owe bytes ("r"), or those or room in `in` ("rw").
 function Lane:wait(want, deadline)
-  return wait_any(want == "rw" and self.rw or self.r, deadline)
+  return wait_any(self.sets[want][self.waiting or 3], deadline)
 end
 
 -- The shell has answered once: it holds out and err, so their EOF now means
