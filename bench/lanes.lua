@@ -10,8 +10,9 @@
 --
 -- Round trip: box:run("true") on the fifo and the attach lane; the same
 -- command line (lockup's own, sentinel and all) sent by build/probe, a C
--- program with no Lua, over a raw attach connection and to a local `sh` over
--- pipes (the floor: no container, no relay). Throughput: box:run of `head -c`
+-- program with no Lua, over a raw attach connection (to a container with the
+-- same PID 1 as an attach box) and to a local `sh` over pipes (the floor: no
+-- container, no relay). Throughput: box:run of `head -c`
 -- on each lane, against `docker exec ... | wc -c` and a host pipe
 -- (`head -c N /dev/zero | cat >/dev/null`), with this Lua process's CPU.
 -- It prints the targets of issue 10 as ratios from this one run.
@@ -19,6 +20,7 @@ package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
 local session = require "lockup.session"
+local attach = require "lockup.lane.attach"
 local common = require "common"
 
 local now, clock = core.monotime, os.clock
@@ -80,9 +82,12 @@ local function round_trip()
   local template = probe_template()
   local fifo_box <close> = assert(docker:start { image = IMAGE, lane = "fifo" })
   local attach_box <close> = assert(docker:start { image = IMAGE, lane = "attach" })
-  -- The raw probe's container: the same image and limits a box has, a shell on its stdin.
+  -- The raw probe's container: the same image, limits and PID 1 (the
+  -- lifeline, which relays stdin to the session shell) an attach box has.
+  local lifeline = session.lifeline(attach.wiring):gsub("'", "'\\''")
   local raw = must(fmt("docker run -d -i --rm --network none --read-only --cap-drop ALL "
-    .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none %s sh", IMAGE)):match("%x+")
+    .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none --entrypoint /bin/sh %s -c '%s' /bin/sh",
+    IMAGE, lifeline)):match("%x+")
   local rows = { fifo = {}, attach = {}, raw = {}, pipe = {} }
   local cpu = { fifo = 0, attach = 0 }
   local per = RUNS // ROUNDS
@@ -130,7 +135,9 @@ end
 local function throughput()
   if MIB == 0 then return end
   local bytes = MIB * 1048576
-  local cmd = fmt("head -c %d /dev/zero", bytes)
+  -- The same producer in the box and on the host: busybox dd in 1 MiB blocks
+  -- (busybox head -c writes 4 KiB at a time and cannot do 150 MiB/s anywhere).
+  local cmd = fmt("dd if=/dev/zero bs=1048576 count=%d 2>/dev/null", MIB)
   local rows = { { "how", "wall s", "MiB/s", "Lua CPU s per 100 MiB", "bytes" } }
   local rates = {}
   local function row(name, wall, cpu, len)
@@ -159,8 +166,11 @@ local function throughput()
     end
   end
   local t0 = now()
-  must(fmt("%s | cat >/dev/null", cmd))
-  row(fmt("host: %s | cat >/dev/null", cmd), now() - t0, nil, bytes)
+  must(fmt("busybox %s | cat >/dev/null", cmd))
+  row(fmt("host: busybox %s | cat >/dev/null", cmd), now() - t0, nil, bytes)
+  t0 = now()
+  must(fmt("head -c %d /dev/zero | cat >/dev/null", bytes))
+  row(fmt("host: head -c %d /dev/zero | cat >/dev/null", bytes), now() - t0, nil, bytes)
   print(fmt("output throughput, %d MiB of zeros on stdout", MIB))
   print_table(rows)
   print()

@@ -105,6 +105,7 @@ describe("the fifo lane on the host", function()
     assert.equal("fifo 400 65534", stat(dir .. "/in"))
     assert.equal("fifo 200 65534", stat(dir .. "/out"))
     assert.equal("fifo 200 65534", stat(dir .. "/err"))
+    assert.equal("fifo 400 65534", stat(dir .. "/life"))
     box:stop()
     assert.equal("", stat(dir)) -- removed with the box
   end)
@@ -194,15 +195,17 @@ describe("a hostile box on the fifo lane", function()
     assert.equal(4, r.code)
   end
 
-  it("cannot open `in` for writing, by its path or through cat's descriptor, as its user or as root", function()
+  it("cannot open `in` or `life` for writing, by path or through a descriptor, as its user or as root", function()
     for _, user in ipairs { "65534:65534", "root" } do
       local box <close> = start { user = user }
-      local r = assert(box:run("echo x >/.lockup/in"))
-      assert.are_not.equal(0, r.code)
-      assert.matches("Permission denied", r.stderr)
-      r = assert(box:run("for f in /proc/[0-9]*/fd/*; do [ \"$(readlink $f)\" = /.lockup/in ] && " ..
-        "{ echo x >$f && echo WROTE; }; done 2>/dev/null; true"))
-      assert.equal("", r.stdout)
+      for _, name in ipairs { "in", "life" } do
+        local r = assert(box:run("echo x >/.lockup/" .. name))
+        assert.are_not.equal(0, r.code)
+        assert.matches("Permission denied", r.stderr)
+        r = assert(box:run("for f in /proc/[0-9]*/fd/*; do [ \"$(readlink $f)\" = /.lockup/" .. name .. " ] && " ..
+          "{ echo x >$f && echo WROTE; }; done 2>/dev/null; true"))
+        assert.equal("", r.stdout)
+      end
       answers(box)
     end
   end)
@@ -220,7 +223,8 @@ describe("a hostile box on the fifo lane", function()
     assert.equal("fifo 400 65534", stat(dir .. "/in"))
     assert.equal("fifo 200 65534", stat(dir .. "/out"))
     assert.equal("fifo 200 65534", stat(dir .. "/err"))
-    assert.equal("err\nin\nout\n", helper.sh("ls " .. dir))
+    assert.equal("fifo 400 65534", stat(dir .. "/life"))
+    assert.equal("err\nin\nlife\nout\n", helper.sh("ls " .. dir))
     answers(box)
   end)
 

@@ -9,7 +9,9 @@
 
 #include "conn.h" /* LK_OK, LK_AGAIN, LK_EOF, LK_FAIL */
 
-static const char *const NAMES[3] = {"in", "out", "err"};
+/* The FIFOs, in the order of the modes below. */
+enum { IN, OUT, ERR, LIFE, NFIFOS };
+static const char *const NAMES[NFIFOS] = {"in", "out", "err", "life"};
 
 /* A big pipe buffer on `out` lets the box write on while the host is busy
  * elsewhere: fewer wakeups per megabyte. Best effort (limited for non-root). */
@@ -46,10 +48,10 @@ static void close_fd(int *fd) {
 int lk_fifo_open(lk_fifo *f, const char *dir, long uid, long gid, const char **why) {
     char path[LK_FIFO_DIR_MAX + 8];
     int root = geteuid() == 0;
-    /* in: the box reads; out, err: the box writes. Owner bits are the box's (root) or ours. */
-    static const mode_t as_root[3] = {0400, 0200, 0200}, as_user[3] = {0644, 0622, 0622};
+    /* in, life: the box reads; out, err: the box writes. Owner bits are the box's (root) or ours. */
+    static const mode_t as_root[NFIFOS] = {0400, 0200, 0200, 0400}, as_user[NFIFOS] = {0644, 0622, 0622, 0644};
     memset(f, 0, sizeof *f);
-    f->in = f->out[0] = f->out[1] = f->hold[0] = f->hold[1] = -1;
+    f->in = f->life = f->out[0] = f->out[1] = f->hold[0] = f->hold[1] = -1;
     f->removed = 1;
     if (strlen(dir) >= LK_FIFO_DIR_MAX) {
         errno = ENAMETOOLONG;
@@ -68,7 +70,7 @@ int lk_fifo_open(lk_fifo *f, const char *dir, long uid, long gid, const char **w
         return -1;
     }
     f->removed = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NFIFOS; i++) {
         path_of(path, dir, i);
         mode_t mode = root ? as_root[i] : as_user[i];
         if (mkfifo(path, 0600) != 0 || (root && chown(path, (uid_t)uid, (gid_t)gid) != 0) ||
@@ -77,15 +79,17 @@ int lk_fifo_open(lk_fifo *f, const char *dir, long uid, long gid, const char **w
             goto fail;
         }
     }
-    path_of(path, dir, 0);
+    path_of(path, dir, IN);
     f->in = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-    for (int k = 0; f->in >= 0 && k < 2; k++) {
-        path_of(path, dir, k + 1);
+    path_of(path, dir, LIFE);
+    f->life = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    for (int k = 0; f->in >= 0 && f->life >= 0 && k < 2; k++) {
+        path_of(path, dir, OUT + k);
         f->out[k] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
         if (f->out[k] >= 0) f->hold[k] = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
         if (f->hold[k] < 0) break;
     }
-    if (f->in < 0 || f->hold[0] < 0 || f->hold[1] < 0) {
+    if (f->in < 0 || f->life < 0 || f->hold[0] < 0 || f->hold[1] < 0) {
         *why = "cannot open the lane's FIFOs";
         goto fail;
     }
@@ -141,7 +145,7 @@ int lk_fifo_remove(const char *dir) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (int i = 0; i < 3; i++) { /* only our FIFOs: never anything else found there */
+    for (int i = 0; i < NFIFOS; i++) { /* only our FIFOs: never anything else found there */
         path_of(path, dir, i);
         if (lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) && unlink(path) != 0) return -1;
     }
@@ -149,6 +153,7 @@ int lk_fifo_remove(const char *dir) {
 }
 
 void lk_fifo_close(lk_fifo *f) {
+    close_fd(&f->life);
     close_fd(&f->in);
     lk_fifo_answered(f);
     close_fd(&f->out[0]);

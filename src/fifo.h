@@ -1,18 +1,22 @@
-/* The fifo lane's host side: a per-box directory holding three FIFOs, `in`,
- * `out` and `err`, that the box's session shell reads and writes through a
- * read-only bind mount. No Lua; every call returns at once.
+/* The fifo lane's host side: a per-box directory holding four FIFOs that the
+ * box reads and writes through a read-only bind mount: the session shell reads
+ * `in` and writes `out` and `err`; the lifeline reads `life`, where nothing is
+ * ever written: its EOF, when the host closes its end (or dies), ends the box.
+ * A FIFO of its own spares every step a relay (a `cat` between `in` and the
+ * shell, as on the attach lane). No Lua; every call returns at once.
  *
  * Who may do what (DESIGN.md, "Lanes"): as root, the FIFOs belong to the box's
- * uid with modes in 0400, out/err 0200: the box reads `in` and writes
- * `out`/`err`, and it cannot open `in` for writing, nor chmod, rename or
- * unlink anything, because the mount is read-only. Run as another user, lockup
- * cannot give files away: they stay its own with modes in 0644, out/err 0622,
- * which holds only while the box runs as some other uid (checked here).
+ * uid with modes in/life 0400, out/err 0200: the box reads `in` and `life` and
+ * writes `out`/`err`; it cannot open `in` or `life` for writing (so it cannot
+ * keep itself alive), nor chmod, rename or unlink anything, because the mount
+ * is read-only. Run as another user, lockup cannot give files away: they stay
+ * its own with modes in/life 0644, out/err 0622, which holds only while the
+ * box runs as some other uid (checked here).
  *
- * The host holds `in` open read-write (so the box's open never waits, and
- * closing it is the lifeline's EOF), and `out`/`err` read-only. Until the
- * shell has answered once, a placeholder writer of ours keeps each of them
- * open too: a FIFO with no writer yet would read as EOF. */
+ * The host holds `in` and `life` open read-write (so the box's opens never
+ * wait), and `out`/`err` read-only. Until the shell has answered once, a
+ * placeholder writer of ours keeps each of those open too: a FIFO with no
+ * writer yet would read as EOF. */
 #ifndef LK_FIFO_H
 #define LK_FIFO_H
 
@@ -21,7 +25,7 @@
 #define LK_FIFO_DIR_MAX 512
 
 typedef struct {
-    int in, out[2], hold[2]; /* out[0] stdout, out[1] stderr; -1 once closed */
+    int in, life, out[2], hold[2]; /* out[0] stdout, out[1] stderr; -1 once closed */
     char dir[LK_FIFO_DIR_MAX];
     int removed;
 } lk_fifo;
@@ -49,8 +53,8 @@ void lk_fifo_answered(lk_fifo *f);
  * removes the directory. Idempotent. */
 void lk_fifo_close(lk_fifo *f);
 
-/* Removes a lane directory left behind (its owner was killed): its FIFOs `in`,
- * `out`, `err`, then the directory, which must then be empty. 0 or -1 (errno). */
+/* Removes a lane directory left behind (its owner was killed): its FIFOs, then
+ * the directory, which must then be empty. 0 or -1 (errno). */
 int lk_fifo_remove(const char *dir);
 
 #endif

@@ -19,19 +19,36 @@ static int l_monotime(lua_State *L) {
     return 1;
 }
 
+/* The OS's CSPRNG, drawn a page at a time: a step takes 16 bytes for its
+ * token, and one getrandom call per step would be most of a step's syscalls. */
+static unsigned char pool[4096];
+static size_t pool_left;
+
+static int draw(unsigned char *out, size_t n) {
+    while (n > 0) {
+        if (pool_left == 0) {
+            ssize_t r = getrandom(pool, sizeof pool, 0);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return -1;
+            pool_left = (size_t)r;
+        }
+        size_t k = n < pool_left ? n : pool_left;
+        memcpy(out, pool + sizeof pool - pool_left, k);
+        memset(pool + sizeof pool - pool_left, 0, k); /* a value is handed out once */
+        pool_left -= k;
+        out += k;
+        n -= k;
+    }
+    return 0;
+}
+
 /* core.random_hex(nbytes) -> 2*nbytes hex digits from the OS's CSPRNG */
 static int l_random_hex(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n > 0 && n <= 64, 1, "1 to 64 bytes");
     unsigned char raw[64];
     char hex[128];
-    size_t got = 0;
-    while (got < (size_t)n) {
-        ssize_t r = getrandom(raw + got, (size_t)n - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return luaL_error(L, "getrandom: %s", strerror(errno));
-        got += (size_t)r;
-    }
+    if (draw(raw, (size_t)n)) return luaL_error(L, "getrandom: %s", strerror(errno));
     for (lua_Integer i = 0; i < n; i++) {
         hex[2 * i] = "0123456789abcdef"[raw[i] >> 4];
         hex[2 * i + 1] = "0123456789abcdef"[raw[i] & 15];

@@ -50,18 +50,20 @@ local function acquire(self)
   return true
 end
 
--- Runs body(self, ...) holding the box; a Lua error in it (a callback that
--- raised) leaves the shell out of step, so the box is stopped, then it is raised.
-local function locked(self, body, ...)
+-- Runs body(self, a, b) holding the box: its result, or nil, err. A Lua error
+-- in it (a callback that raised) leaves the shell out of step, so the box is
+-- stopped, then it is raised.
+local function locked(self, body, a, b)
   local ok, err = acquire(self)
   if not ok then return nil, err end
-  local res = table.pack(pcall(body, self, ...))
+  local r
+  ok, r, err = pcall(body, self, a, b)
   self.lock:unlock()
-  if not res[1] then
+  if not ok then
     self:stop()
-    error(res[2], 0)
+    error(r, 0)
   end
-  return table.unpack(res, 2, res.n)
+  return r, err
 end
 
 -- box:run(cmd [, opts]) -> result | nil, err

@@ -20,24 +20,26 @@ local _M = {}
 local STDIN_CHUNK = 16384 -- stdin bytes per printf line
 local SIGKILLED = 128 + 9
 
--- The lifeline: PID 1 of every box, for a lane's wiring (lane.wiring: where
--- the session shell reads its input and writes its output). The session shell
--- ("$0") reads commands from `cat`, not from its input itself: when the host
+-- The lifeline: PID 1 of every box, for a lane's wiring (lane.wiring: what
+-- the watcher reads, where the session shell reads its input and writes its
+-- output). The watcher, `cat`, reads until EOF, which comes when the host
 -- closes its end (stop, garbage collection, or the Lua process killed with
--- SIGKILL) cat sees EOF and `kill -9 -1` ends everything, even a command still
--- running, so the container (AutoRemove) goes away with the lane. When the
--- session shell exits on its own, the same kill ends cat, and PID 1 exits with
--- the shell's code. PID 1 is a shell, so nothing in the box can kill it, and
--- while it waits it reaps every zombie reparented to it (the job of an init).
--- PID 1's own stderr goes to /dev/null (fd 9 keeps the real one for the
--- session shell), or it would report "Killed" for the pipeline it waits on.
--- An image without cat gets the shell on its input directly (no lifeline).
+-- SIGKILL); then `kill -9 -1` ends everything, even a step still running, so
+-- the container (AutoRemove) goes away with the lane. On the attach lane what
+-- it reads is the container's stdin, which it relays to the session shell
+-- ("$0"); on the fifo lane it is `life`, where nothing is ever written, and
+-- the shell reads `in` itself. When the session shell exits on its own, the
+-- same kill ends cat, and PID 1 exits with the shell's code. PID 1 is a shell,
+-- so nothing in the box can kill it, and while it waits it reaps every zombie
+-- reparented to it (the job of an init). PID 1's own stderr goes to /dev/null
+-- (fd 9 keeps the real one), or it would report "Killed" for the pipeline it
+-- waits on. An image without cat gets the shell alone (no lifeline).
 function _M.lifeline(wiring)
   return table_concat({
     string_format('command -v cat >/dev/null 2>&1 || exec "$0" %s %s', wiring.input, wiring.output),
     'exec 9>&2 2>/dev/null',
-    string_format('{ cat %s; kill -9 -1; } | { "$0" %s 9>&-; c=$?; kill -9 -1; exit $c; }',
-      wiring.input, wiring.output),
+    string_format('{ cat %s; kill -9 -1; } | { "$0" %s %s 9>&-; c=$?; kill -9 -1; exit $c; }',
+      wiring.life, wiring.input, wiring.output),
   }, "\n")
 end
 
@@ -66,25 +68,33 @@ end
 -- job with a syntax error, a fork bomb's "can't fork") returns from it into
 -- the rest of this line, and would print it, then read later steps. The exit
 -- code waits in $1 meanwhile (`set --` and `shift` leave "$@" as it was).
-function _M.command_line(cmd, token_hex, stdin, shell_pid)
-  local lines = {}
+local function tail_of(shell_pid)
   local guard = shell_pid and string_format(
     "[ -d /proc/%d ] && ! [ /proc/self -ef /proc/%d ] && exit; ", shell_pid, shell_pid) or ""
-  local tail = string_format("set -- $? \"$@\"; %scommand printf '\\001%s %%d\\n' \"$1\"; shift; "
-    .. "command printf '\\001%s 0\\n' >&2", guard, token_hex, token_hex)
+  return "set -- $? \"$@\"; " .. guard .. "command printf '\\001", " %d\\n' \"$1\"; shift; "
+    .. "command printf '\\001", " 0\\n' >&2\n"
+end
+
+-- The sentinel part of a command line is three pieces around the token; the
+-- last shell pid's are kept (a box's steps come in runs: a hot path).
+local last_pid, t1, t2, t3 = -1, nil, nil, nil
+
+function _M.command_line(cmd, token_hex, stdin, shell_pid)
+  if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
+  local tail = t1 .. token_hex .. t2 .. token_hex .. t3
   local open = "exec 7>&1 8>&2; "
-  if stdin then
-    local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
-    lines[1] = "command printf '' >" .. source
-    for i = 1, #stdin, STDIN_CHUNK do
-      lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
-    end
-    lines[#lines + 1] = string_format("%s{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
-      open, source, shell_quote(cmd), source, tail)
-  else
-    lines[1] = string_format("%s{ command eval %s; } </dev/null >&7 2>&8; %s", open, shell_quote(cmd), tail)
+  if not stdin then
+    return open .. "{ command eval " .. shell_quote(cmd) .. "; } </dev/null >&7 2>&8; " .. tail
   end
-  return table_concat(lines, "\n") .. "\n"
+  local lines = {}
+  local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
+  lines[1] = "command printf '' >" .. source
+  for i = 1, #stdin, STDIN_CHUNK do
+    lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
+  end
+  lines[#lines + 1] = string_format("%s{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
+    open, source, shell_quote(cmd), source, tail)
+  return table_concat(lines, "\n")
 end
 
 -- Did a process of the step die of SIGKILL? The shell reports "Killed" for a

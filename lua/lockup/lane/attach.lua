@@ -14,9 +14,10 @@ local wait = scheduler.wait
 
 local _M = { name = "attach" }
 
--- How the lifeline (lockup.session) wires the session shell: its input is the
--- container's stdin, and its stderr the real one, which PID 1 keeps in fd 9.
-_M.wiring = { input = "", output = "2>&9" }
+-- How the lifeline (lockup.session) wires the session shell: the watcher
+-- relays the container's stdin to it (the only way to see that stdin's EOF
+-- while a step runs), and its stderr is the real one, kept in fd 9.
+_M.wiring = { life = "", input = "", output = "2>&9" }
 
 local Lane = {}
 local lane_mt = { __index = Lane, __name = "lockup.lane.attach" }

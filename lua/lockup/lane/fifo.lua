@@ -1,6 +1,7 @@
 -- The fifo lane, for an engine on this host: the session shell reads the FIFO
--- `in` and writes `out` and `err`, in a per-box directory on the host that is
--- bind-mounted read-only at MOUNT in the box. No byte goes through dockerd,
+-- `in` and writes `out` and `err`, and the lifeline watches `life`, in a
+-- per-box directory on the host that is bind-mounted read-only at MOUNT in
+-- the box. No byte goes through dockerd,
 -- so a step costs what a local shell over pipes costs. Who may open what is
 -- fifo.c's business (see src/fifo.h); this module places the directories,
 -- says whether an engine can use the lane at all, and removes what a killed
@@ -15,8 +16,9 @@ local wait_any = scheduler.wait_any
 local _M = { name = "fifo" }
 
 _M.MOUNT = "/.lockup"
--- How the lifeline (lockup.session) wires the session shell.
-_M.wiring = { input = "</.lockup/in", output = ">/.lockup/out 2>/.lockup/err" }
+-- How the lifeline (lockup.session) wires the session shell: it watches
+-- `life` and the shell reads `in` itself (no relay; see src/fifo.h).
+_M.wiring = { life = "</.lockup/life", input = "</.lockup/in", output = ">/.lockup/out 2>/.lockup/err" }
 
 local TOKEN_BYTES = 16 -- a lane directory's name: <pid>-<32 hex digits>
 
