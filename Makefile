@@ -38,9 +38,13 @@ check:
 	./scripts/check.sh
 
 # The specs against the plain build (Docker Engine and test image must be up:
-# scripts/setup.sh).
+# scripts/setup.sh), with boxes on the default lane (fifo here); test-attach
+# runs them all again with boxes on the attach lane.
 test: $(BUILD)/lockup/core.so
 	$(BUSTED)
+
+test-attach: $(BUILD)/lockup/core.so
+	LOCKUP_LANE=attach $(BUSTED)
 
 # The same specs with the core built with AddressSanitizer and UBSan; lua5.4
 # itself is not instrumented, so the ASan runtime is preloaded.
@@ -77,4 +81,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-asan luajit lint bench bench-lanes
+.PHONY: clean example check test test-attach test-asan luajit lint bench bench-lanes

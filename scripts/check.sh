@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (README: `make check`). Sets up what is
-# missing, then: the specs on the plain build, the same specs with the core
-# under AddressSanitizer + UBSan, the core compiled against LuaJIT, and a short
-# libFuzzer run of each parser. Ends
+# missing, then: the specs on the plain build, once with boxes on the fifo
+# lane (the default here) and once on the attach lane, the same specs with the
+# core under AddressSanitizer + UBSan, the core compiled against LuaJIT, and a
+# short libFuzzer run of each parser. Ends
 # with one line of its own, "N passed, N failed", and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -40,11 +41,12 @@ step() {
 
 step "build" make --no-print-directory
 step "luacheck" make --no-print-directory lint
-suite "specs" make --no-print-directory test
+suite "specs (fifo lane)" make --no-print-directory test
+suite "specs (attach lane)" make --no-print-directory test-attach
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
-for parser in demux sentinel http frame; do
+for parser in demux sentinel output http frame; do
     step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
 done
 

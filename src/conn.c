@@ -11,6 +11,7 @@ struct lk_conn {
     CURL *easy;
     CURLM *multi;
     int connected;
+    int plain; /* no TLS: send and recv straight on the socket */
     int fd;
     int os_errno;
     int started;
@@ -108,6 +109,7 @@ int lk_conn_connect(lk_conn *c, int *fd, int *want, long *timeout_ms) {
             curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &s);
             c->fd = (int)s;
             c->connected = 1;
+            c->plain = 1; /* only http:// (unix or TCP) URLs are made today */
             return LK_OK;
         }
     *fd = c->wait_fd == CURL_SOCKET_BAD ? -1 : (int)c->wait_fd;
@@ -116,8 +118,29 @@ int lk_conn_connect(lk_conn *c, int *fd, int *want, long *timeout_ms) {
     return LK_AGAIN;
 }
 
+/* A plain connection (unix socket or TCP without TLS, all there is today)
+ * moves bytes with send(2) and recv(2) on curl's socket: a step's round trip
+ * makes a few of these calls, and curl's own layers cost more than the
+ * syscalls. A TLS connection will go through curl_easy_send/recv. */
+static int plain_result(lk_conn *c, ssize_t r, size_t *n) {
+    if (r >= 0) {
+        *n = (size_t)r;
+        return LK_OK;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return LK_AGAIN;
+    c->os_errno = errno;
+    snprintf(c->error, sizeof c->error, "%s", strerror(errno));
+    return LK_FAIL;
+}
+
 int lk_conn_send(lk_conn *c, const char *p, size_t len, size_t *n) {
     *n = 0;
+    if (c->plain) {
+        ssize_t r;
+        do r = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (r < 0 && errno == EINTR);
+        return plain_result(c, r, n);
+    }
     CURLcode rc = curl_easy_send(c->easy, p, len, n);
     if (rc == CURLE_OK) return LK_OK;
     if (rc == CURLE_AGAIN) return LK_AGAIN;
@@ -127,6 +150,13 @@ int lk_conn_send(lk_conn *c, const char *p, size_t len, size_t *n) {
 
 int lk_conn_recv(lk_conn *c, char *p, size_t len, size_t *n) {
     *n = 0;
+    if (c->plain) {
+        ssize_t r;
+        do r = recv(c->fd, p, len, MSG_DONTWAIT);
+        while (r < 0 && errno == EINTR);
+        int rc = plain_result(c, r, n);
+        return rc == LK_OK && *n == 0 ? LK_EOF : rc;
+    }
     CURLcode rc = curl_easy_recv(c->easy, p, len, n);
     if (rc == CURLE_AGAIN) return LK_AGAIN;
     if (rc != CURLE_OK) {

@@ -10,7 +10,7 @@
 local scheduler = require "lockup.scheduler"
 
 local setmetatable, tostring = setmetatable, tostring
-local wait = scheduler.wait
+local wait_any = scheduler.wait_any
 
 local _M = { name = "attach" }
 
@@ -25,7 +25,8 @@ function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self
 
 -- A lane over a connection already hijacked (attach or exec).
 function _M.wrap(conn)
-  return setmetatable({ conn = conn }, lane_mt)
+  local fd = conn:fd()
+  return setmetatable({ conn = conn, sets = { r = { fd, "r" }, rw = { fd, "rw" } } }, lane_mt)
 end
 
 -- After create, before start: attaches to the container's stdio. Returns the
@@ -46,10 +47,10 @@ end
 function Lane:send(data, from) return self.conn:send(data, from) end
 function Lane:pump(stream) return stream:pump(self.conn) end
 -- Waits until the stream has bytes ("r"), or either that or room to send ("rw").
-function Lane:wait(want, deadline) return wait(self.conn:fd(), want, deadline) end
+function Lane:wait(want, deadline) return wait_any(self.sets[want], deadline) end
 -- Ends the input (an exec's stdin), keeping the output.
 function Lane:shutdown() return self.conn:shutdown() end
-function Lane:answered() end
+function Lane.answered() end -- nothing held back on this lane
 function Lane:close() self.conn:close() end
 
 return _M
