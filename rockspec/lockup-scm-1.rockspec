@@ -11,7 +11,8 @@ description = {
   ]],
   license = "MIT",
 }
-dependencies = { "lua >= 5.1", "lua-cjson" }
+-- Lua 5.4 today; LuaJIT 2.1 (OpenResty) is the next step (README).
+dependencies = { "lua >= 5.4, < 5.5", "lua-cjson" }
 external_dependencies = {
   -- the library only: Debian keeps curl.h in a multiarch directory luarocks does not search
   CURL = { library = "curl" },
@@ -23,6 +24,12 @@ build = {
   modules = {
     ["lockup"] = "lua/lockup/init.lua",
     ["lockup.box"] = "lua/lockup/box.lua",
+    ["lockup.lifecycle"] = "lua/lockup/lifecycle.lua",
+    ["lockup.session"] = "lua/lockup/session.lua",
+    ["lockup.step"] = "lua/lockup/step.lua",
+    ["lockup.exec"] = "lua/lockup/exec.lua",
+    ["lockup.lane.attach"] = "lua/lockup/lane/attach.lua",
+    ["lockup.lane.fifo"] = "lua/lockup/lane/fifo.lua",
     ["lockup.docker"] = "lua/lockup/docker.lua",
     ["lockup.hardening"] = "lua/lockup/hardening.lua",
     ["lockup.options"] = "lua/lockup/options.lua",
@@ -38,8 +45,9 @@ build = {
     ["lockup.inmate.runner"] = "lua/lockup/inmate/runner.lua",
     ["lockup.core"] = {
       sources = {
-        "src/buf.c", "src/demux.c", "src/sentinel.c", "src/http.c", "src/conn.c", "src/tar.c", "src/frame.c",
-        "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c",
+        "src/buf.c", "src/demux.c", "src/sentinel.c", "src/output.c", "src/http.c", "src/conn.c", "src/fifo.c",
+        "src/tar.c", "src/frame.c",
+        "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c", "src/l_fifo.c",
         "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c",
       },
       defines = { "_GNU_SOURCE" },

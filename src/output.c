@@ -65,6 +65,7 @@ int lk_output_put(lk_output *o, int k, const char *p, size_t n) {
 }
 
 int lk_output_end(lk_output *o, int k) {
+    if (k != LK_OUT_STDOUT && k != LK_OUT_STDERR) return 0; /* the daemon's text is never held back */
     if (o->armed && lk_scan_flush(&o->scan[k], keep, &o->sink[k])) {
         o->oom = 1;
         return fail(o, "out of memory");
