@@ -34,9 +34,12 @@ local SIGKILLED = 128 + 9
 -- reparented to it (the job of an init). PID 1's own stderr goes to /dev/null
 -- (fd 9 keeps the real one), or it would report "Killed" for the pipeline it
 -- waits on. An image without cat gets the shell alone (no lifeline).
+-- A step that ends the lifeline (`kill -9 -1` kills all but its caller, the
+-- session shell) ends the session too: each command line first checks that
+-- the shell's parent is still there (see command_line).
 function _M.lifeline(wiring)
   return table_concat({
-    string_format('command -v cat >/dev/null 2>&1 || exec "$0" %s %s', wiring.input, wiring.output),
+    string_format('command -v cat >/dev/null 2>&1 || { "$0" %s %s; exit $?; }', wiring.input, wiring.output),
     'exec 9>&2 2>/dev/null',
     string_format('{ cat %s; kill -9 -1; } | { "$0" %s %s 9>&-; c=$?; kill -9 -1; exit $c; }',
       wiring.life, wiring.input, wiring.output),
@@ -54,7 +57,9 @@ local function printf_literal(s)
   end) .. "'"
 end
 
--- The text that runs `cmd` in the session shell. Fds 7 and 8 are set afresh
+-- The text that runs `cmd` in the session shell. First, a shell whose parent
+-- is gone exits (the lifeline was killed: on the fifo lane the shell would
+-- otherwise go on reading `in` until the container is torn down). Fds 7 and 8 are set afresh
 -- from the shell's own stdout and stderr (a step may have changed them), and
 -- `command eval` keeps a syntax error in cmd from ending the shell; the braces
 -- run it in the shell itself, so cd, variables and functions persist; the
@@ -82,7 +87,7 @@ local last_pid, t1, t2, t3 = -1, nil, nil, nil
 function _M.command_line(cmd, token_hex, stdin, shell_pid)
   if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
   local tail = t1 .. token_hex .. t2 .. token_hex .. t3
-  local open = "exec 7>&1 8>&2; "
+  local open = "[ -d /proc/$PPID ] || exit 137; exec 7>&1 8>&2; "
   if not stdin then
     return open .. "{ command eval " .. shell_quote(cmd) .. "; } </dev/null >&7 2>&8; " .. tail
   end
