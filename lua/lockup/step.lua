@@ -37,9 +37,11 @@ end
 -- Reads until the stream says how the step ended: "exit", "eof", "truncated"
 -- (a cap was reached), "timeout", or nil, err. Callbacks get output as it
 -- arrives; without them it stays in C until the end (no copies on the way).
+-- It waits before the first read: a step just sent cannot have answered yet,
+-- and the wait returns at once when bytes are there.
 local function collect(lane, stream, opts, deadline)
+  local st, err = false, nil
   while true do
-    local st, err = _M.pump(lane, stream, opts)
     if st == false then
       if not lane:wait("r", deadline) then return "timeout" end
     elseif st == "more" then
@@ -47,6 +49,7 @@ local function collect(lane, stream, opts, deadline)
     else
       return st, err
     end
+    st, err = _M.pump(lane, stream, opts)
   end
 end
 

@@ -78,7 +78,7 @@ function Lane:send(data, from) return self.fifo:send(data, from) end
 -- this step (one whose sentinel came has no more to say).
 function Lane:pump(stream)
   local st, waiting = stream:pump(self.fifo)
-  if st == false then self.waiting = waiting end
+  self.waiting = st == false and waiting or nil
   return st, waiting
 end
 
