@@ -112,7 +112,8 @@ local function per_command()
   end
 
   local run, exec, clix = stats(run_s), stats(exec_s), stats(cli_s)
-  print(fmt("per-command round trip on one box (%s), interleaved; ms; cpu = this Lua process's CPU per op", box.id:sub(1, 12)))
+  print(fmt("per-command round trip on one box (%s, %s lane), interleaved; ms; cpu = this Lua process's CPU per op",
+    box.id:sub(1, 12), box.lane_name))
   print_table {
     { "command", "n", "median", "p90", "mean", "min", "max", "cpu/op", "median vs box:run" },
     { 'box:run("true")', tostring(run.n), ms(run.median), ms(run.p90), ms(run.mean), ms(run.min), ms(run.max),

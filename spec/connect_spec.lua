@@ -182,12 +182,27 @@ describe("lockup.connect", function()
       local d = assert(lockup.connect("tcp://127.0.0.1:" .. relay.port))
       local box <close>, err = d:start({ image = helper.IMAGE })
       assert.is_not_nil(box, err)
+      assert.equal("attach", box.lane_name) -- a remote engine cannot see this host's FIFOs
       local r = assert(box:run("echo over-tcp; echo oops >&2; exit_code=4; (exit $exit_code)"))
       assert.equal("over-tcp\n", r.stdout)
       assert.equal("oops\n", r.stderr)
       assert.equal(4, r.code)
       assert.is_true(box:stop())
       assert.is_false(helper.exists(box.id))
+      d:close()
+    end)
+
+    it("refuses the fifo lane, saying why, at connect and at start", function()
+      local url = "tcp://127.0.0.1:" .. relay.port
+      local d, err = lockup.connect { url = url, lane = "fifo" }
+      assert.is_nil(d)
+      assert.matches("lane 'fifo' cannot work with the Engine at " .. url, err, 1, true)
+      assert.matches("over TCP", err, 1, true)
+      d = assert(lockup.connect { url = url, lane = "attach" })
+      local box
+      box, err = d:start { image = helper.IMAGE, lane = "fifo" }
+      assert.is_nil(box)
+      assert.matches("use lane = \"attach\"", err, 1, true)
       d:close()
     end)
 

@@ -30,9 +30,16 @@ describe("choosing a lane", function()
   setup(function() d = assert(lockup.connect { lane = "fifo" }) end)
 
   it("a local engine over its unix socket: fifo by default, attach when asked; tostring says which", function()
-    local auto = assert(lockup.connect { socket = "/var/run/docker.sock" })
-    for lane, client in pairs { fifo = auto, attach = d } do
-      local box <close> = assert(client:start { image = helper.IMAGE, lane = lane ~= "fifo" and lane or nil })
+    local out, ok = helper.sh(helper.lua_cmd([[
+      local d = assert(require("lockup").connect { socket = "/var/run/docker.sock" })
+      local box = assert(d:start { image = "busybox:local" })
+      print(box.lane_name)
+      box:stop()
+    ]], { env = { LOCKUP_LANE = false } }) .. " 2>&1")
+    assert.is_true(ok, out)
+    assert.equal("fifo\n", out)
+    for _, lane in ipairs { "fifo", "attach" } do
+      local box <close> = assert(d:start { image = helper.IMAGE, lane = lane })
       assert.equal(lane, box.lane_name)
       assert.matches(lane .. " lane", tostring(box), 1, true)
       assert.equal("hi\n", assert(box:run("echo hi")).stdout)

@@ -36,6 +36,10 @@ lk_conn *lk_check_conn(lua_State *L, int i);
 int lk_push_conn_error(lua_State *L, lk_conn *c, const char *what);
 /* The open fifo lane at index i; raises if it is closed. */
 lk_fifo *lk_check_fifo(lua_State *L, int i);
+/* The bytes a send(data [, from]) call asks for: data from its from-th byte. */
+const char *lk_check_send(lua_State *L, size_t *len);
+/* Pushes what a non-blocking send did: bytes sent, or false (would block). */
+int lk_push_sent(lua_State *L, int rc, size_t n);
 /* Pushes nil, "<what>: <strerror(errno)>", errno; returns 3. */
 int lk_push_errno(lua_State *L, const char *what);
 

@@ -37,14 +37,10 @@ static int l_new(lua_State *L) {
 static int l_send(lua_State *L) {
     lk_fifo *f = lk_check_fifo(L, 1);
     size_t len, n;
-    const char *p = luaL_checklstring(L, 2, &len);
-    lua_Integer from = luaL_optinteger(L, 3, 1);
-    luaL_argcheck(L, from >= 1 && (size_t)from <= len + 1, 3, "out of range");
-    int r = lk_fifo_send(f, p + from - 1, len - (size_t)(from - 1), &n);
+    const char *p = lk_check_send(L, &len);
+    int r = lk_fifo_send(f, p, len, &n);
     if (r == LK_FAIL) return lk_push_errno(L, "writing the lane");
-    if (r == LK_AGAIN) lua_pushboolean(L, 0);
-    else lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return lk_push_sent(L, r, n);
 }
 
 /* f:fds() -> in, out, err: the host's descriptors, to wait on */

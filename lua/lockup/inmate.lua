@@ -46,9 +46,9 @@ local VIOLATION = setmetatable({}, { __tostring = function() return "inmate prot
 --   (cannot be sent), "timeout", "oom", "crashed" (the jail's Lua ended without
 --   an answer), "died" (the container went away), "protocol" (the jail sent
 --   something that is not the protocol), "build", "closed".
-local InmateError = { __name = "lockup.inmate.error" }
+local error_mt = { __name = "lockup.inmate.error" } -- no methods: fields and tostring
 
-function InmateError:__tostring()
+function error_mt.__tostring(self)
   local head = string_format("[jail %s] %s%s: %s", self.jail, self.fn and (self.fn .. "(): ") or "",
     self.kind, self.message)
   if not self.traceback then return head end
@@ -60,7 +60,7 @@ end
 
 local function raise(self, kind, fn, message, traceback)
   error(setmetatable({ kind = kind, fn = fn, message = message, traceback = traceback,
-    jail = self.local_mode and "local mode" or self.image or "not built" }, InmateError), 0)
+    jail = self.local_mode and "local mode" or self.image or "not built" }, error_mt), 0)
 end
 
 -- The jail ------------------------------------------------------------------

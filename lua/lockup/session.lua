@@ -59,7 +59,10 @@ end
 
 -- The text that runs `cmd` in the session shell. First, a shell whose parent
 -- is gone exits (the lifeline was killed: on the fifo lane the shell would
--- otherwise go on reading `in` until the container is torn down). Fds 7 and 8 are set afresh
+-- otherwise go on reading `in` until the container is torn down): its parent
+-- now (the 4th field of its stat; a builtin's /proc/self is the shell) is no
+-- longer the one it started with ($PPID), even while the dead parent is a
+-- zombie not reaped yet. Fds 7 and 8 are set afresh
 -- from the shell's own stdout and stderr (a step may have changed them), and
 -- `command eval` keeps a syntax error in cmd from ending the shell; the braces
 -- run it in the shell itself, so cd, variables and functions persist; the
@@ -87,7 +90,8 @@ local last_pid, t1, t2, t3 = -1, nil, nil, nil
 function _M.command_line(cmd, token_hex, stdin, shell_pid)
   if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
   local tail = t1 .. token_hex .. t2 .. token_hex .. t3
-  local open = "[ -d /proc/$PPID ] || exit 137; exec 7>&1 8>&2; "
+  local open = "read -r lockup_ppid lockup_ppid lockup_ppid lockup_ppid lockup_rest </proc/self/stat; "
+    .. "[ \"$lockup_ppid\" = \"$PPID\" ] || exit 137; exec 7>&1 8>&2; "
   if not stdin then
     return open .. "{ command eval " .. shell_quote(cmd) .. "; } </dev/null >&7 2>&8; " .. tail
   end
@@ -189,9 +193,15 @@ end
 
 -- The step's shell ended (the lane's EOF): a result saying how, or nil, err.
 local function ended(box, out)
-  box:shut("the box's shell has ended")
-  if box.stopped then return nil, box.dead end
+  if box.stopped then
+    box:shut("the box's shell has ended")
+    return nil, box.dead
+  end
+  -- The exit code first, the lane closed after: closing it now would let the
+  -- lifeline's watcher see EOF and kill PID 1's other half before it exits
+  -- with the shell's code.
   out.code = box:reap()
+  box:shut("the box's shell has ended")
   if out.code == nil then -- no exit code: the daemon itself went away (killed, restarted)
     box.dead = "lost the box: its session ended and the Docker daemon at " .. box.docker.endpoint
       .. " did not report an exit (did it stop or restart?); connect again and start a new box"
