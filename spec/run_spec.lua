@@ -39,6 +39,28 @@ describe("box:run", function()
     assert.is_true(b:stop())
   end)
 
+  -- The shell's end shows on one stream first: what it wrote to the other
+  -- just before must still come back (on the fifo lane they are two FIFOs).
+  -- Another task keeps the loop busy meanwhile, so that the output and the
+  -- end are all there by the time the step's task reads.
+  it("keeps the output a step wrote just before it ended the shell, on both streams", function()
+    local b = assert(docker:start { image = helper.IMAGE })
+    local r, err
+    lockup.run(function()
+      r, err = b:run("sleep 0.2; echo out; echo err >&2; exit 3")
+    end, function()
+      lockup.sleep(0.1)
+      local busy_until = core.monotime() + 0.5
+      while core.monotime() < busy_until do end
+    end)
+    assert(r, err)
+    assert.is_true(r.exited)
+    assert.equal(3, r.code)
+    assert.equal("out\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+    assert.is_true(b:stop())
+  end)
+
   describe("splits output exactly", function()
     local cases = {
       { "nothing", "true", "", "" },

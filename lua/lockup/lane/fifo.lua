@@ -1,11 +1,11 @@
 -- The fifo lane, for an engine on this host: the session shell reads the FIFO
 -- `in` and writes `out` and `err`, and the lifeline watches `life`, in a
 -- per-box directory on the host that is bind-mounted read-only at MOUNT in
--- the box. No byte goes through dockerd,
--- so a step costs what a local shell over pipes costs. Who may open what is
--- fifo.c's business (see src/fifo.h); this module places the directories,
--- says whether an engine can use the lane at all, and removes what a killed
--- process left behind.
+-- the box. No byte goes through dockerd, so a step costs close to what a
+-- shell over pipes on the host costs. Who may open what is fifo.c's business
+-- (see src/fifo.h); this module places the directories, says whether an
+-- engine can use the lane at all, and removes what a killed process left
+-- behind.
 local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 
