@@ -102,14 +102,16 @@ static int l_feed(lua_State *L) {
 /* Reads source k (-1: the connection; 0, 1: the fifo lane's stdout, stderr)
  * into the output until a read would block (LK_AGAIN), the source ends
  * (LK_EOF) or fails (LK_FAIL, or -2 when feeding failed), or the step's
- * outcome changes or the budget is spent (LK_OK). */
-static int drain(stream *s, lk_conn *c, lk_fifo *f, int k, char *buf, size_t *total) {
-    while (lk_output_outcome(&s->out) == LK_OUT_MORE && *total < PUMP_BUDGET) {
+ * outcome *o changes from LK_OUT_MORE or the budget is spent (LK_OK). The
+ * outcome is asked once per read: it reports a truncation only once. */
+static int drain(stream *s, lk_conn *c, lk_fifo *f, int k, char *buf, size_t *total, int *o) {
+    while (*o == LK_OUT_MORE && *total < PUMP_BUDGET) {
         size_t n;
         int rc = c ? lk_conn_recv(c, buf, LK_READ_CHUNK, &n) : lk_fifo_read(f, k, buf, LK_READ_CHUNK, &n);
         if (rc != LK_OK) return rc;
         *total += n;
         if (feed(s, k, buf, n)) return -2;
+        *o = lk_output_outcome(&s->out);
     }
     return LK_OK;
 }
@@ -128,10 +130,11 @@ static int l_pump(lua_State *L) {
     char buf[LK_READ_CHUNK];
     size_t total = 0;
     int waiting = 0;
+    int o = lk_output_outcome(&s->out);
     /* A connection is one source (k = -1), a fifo lane two (k = 0, 1). */
-    for (int k = c ? -1 : 0; k < (c ? 0 : 2) && lk_output_outcome(&s->out) == LK_OUT_MORE; k++) {
+    for (int k = c ? -1 : 0; k < (c ? 0 : 2) && o == LK_OUT_MORE; k++) {
         if (k >= 0 && s->out.armed && s->out.scan[k].state == LK_SCAN_IDLE) continue;
-        int rc = drain(s, c, f, k, buf, &total);
+        int rc = drain(s, c, f, k, buf, &total, &o);
         if (rc == LK_AGAIN) waiting |= k < 0 ? 3 : 1 << k;
         if (rc == -2) return push_failure(L, s);
         if (rc == LK_FAIL) return c ? lk_push_conn_error(L, c, "recv") : lk_push_errno(L, "reading the lane");
@@ -139,14 +142,13 @@ static int l_pump(lua_State *L) {
             /* The shell is gone. What it wrote to its other FIFO before it
              * went is there now: take it, then end both streams (a token
              * prefix held back was output after all: the step never ended). */
-            if (k == 0) rc = drain(s, c, f, 1, buf, &total);
-            if (rc == -2) return push_failure(L, s);
+            int more = LK_OUT_MORE;
+            if (k == 0 && drain(s, c, f, 1, buf, &total, &more) == -2) return push_failure(L, s);
             if (lk_output_end(&s->out, 0) || lk_output_end(&s->out, 1)) return push_failure(L, s);
             lua_pushliteral(L, "eof");
             return 1;
         }
     }
-    int o = lk_output_outcome(&s->out);
     if (o == LK_OUT_MORE && total < PUMP_BUDGET && waiting) {
         lua_pushboolean(L, 0);
         lua_pushinteger(L, waiting);
