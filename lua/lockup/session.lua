@@ -39,7 +39,7 @@ local SIGKILLED = 128 + 9
 -- the shell's parent is still there (see command_line).
 function _M.lifeline(wiring)
   return table_concat({
-    string_format('command -v cat >/dev/null 2>&1 || { "$0" %s %s; exit $?; }', wiring.input, wiring.output),
+    string_format('command -v cat >/dev/null 2>&1 || exec "$0" %s %s', wiring.input, wiring.output),
     'exec 9>&2 2>/dev/null',
     string_format('{ cat %s; kill -9 -1; } | { "$0" %s %s 9>&-; c=$?; kill -9 -1; exit $c; }',
       wiring.life, wiring.input, wiring.output),
@@ -57,12 +57,7 @@ local function printf_literal(s)
   end) .. "'"
 end
 
--- The text that runs `cmd` in the session shell. First, a shell whose parent
--- is gone exits (the lifeline was killed: on the fifo lane the shell would
--- otherwise go on reading `in` until the container is torn down): its parent
--- now (the 4th field of its stat; a builtin's /proc/self is the shell) is no
--- longer the one it started with ($PPID), even while the dead parent is a
--- zombie not reaped yet. Fds 7 and 8 are set afresh
+-- The text that runs `cmd` in the session shell. Fds 7 and 8 are set afresh
 -- from the shell's own stdout and stderr (a step may have changed them), and
 -- `command eval` keeps a syntax error in cmd from ending the shell; the braces
 -- run it in the shell itself, so cd, variables and functions persist; the
@@ -90,8 +85,7 @@ local last_pid, t1, t2, t3 = -1, nil, nil, nil
 function _M.command_line(cmd, token_hex, stdin, shell_pid)
   if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
   local tail = t1 .. token_hex .. t2 .. token_hex .. t3
-  local open = "read -r lockup_ppid lockup_ppid lockup_ppid lockup_ppid lockup_rest </proc/self/stat; "
-    .. "[ \"$lockup_ppid\" = \"$PPID\" ] || exit 137; exec 7>&1 8>&2; "
+  local open = "exec 7>&1 8>&2; "
   if not stdin then
     return open .. "{ command eval " .. shell_quote(cmd) .. "; } </dev/null >&7 2>&8; " .. tail
   end
