@@ -68,15 +68,19 @@ static int opt_stream(lua_State *L, int i, int optional) {
     return (int)k - 1;
 }
 
-/* s:arm(token [, cap_stdout [, cap_stderr]]): the next step ends at `token`
- * on both streams. s:arm(nil, ...): no sentinel; the output runs to the end of
- * the stream. A cap (bytes, 0 for none) bounds what each stream keeps until taken. */
+/* s:arm(token [, cap_stdout [, cap_stderr [, slices_stdout [, slices_stderr]]]]):
+ * the next step ends at `token` on both streams. s:arm(nil, ...): no sentinel;
+ * the output runs to the end of the stream. A cap (bytes, 0 for none) bounds
+ * what each stream keeps until taken; a stream whose bytes are taken as they
+ * come (a callback's) makes the pump stop at each slice of them ("more"). */
 static int l_arm(lua_State *L) {
     stream *s = get(L);
     size_t len;
     const char *tok = luaL_optlstring(L, 2, NULL, &len);
     if (lk_output_arm(&s->out, tok, len, opt_cap(L, 3), opt_cap(L, 4)))
         return luaL_argerror(L, 2, "token must be 1-64 bytes whose first byte does not recur");
+    s->out.sink[0].slices = lua_toboolean(L, 5);
+    s->out.sink[1].slices = lua_toboolean(L, 6);
     return 0;
 }
 
@@ -105,7 +109,7 @@ static int l_feed(lua_State *L) {
  * outcome *o changes from LK_OUT_MORE or the budget is spent (LK_OK). The
  * outcome is asked once per read: it reports a truncation only once. */
 static int drain(stream *s, lk_conn *c, lk_fifo *f, int k, char *buf, size_t *total, int *o) {
-    while (*o == LK_OUT_MORE && *total < PUMP_BUDGET) {
+    while (*o == LK_OUT_MORE && *total < PUMP_BUDGET && !lk_output_sliced(&s->out)) {
         size_t n;
         int rc = c ? lk_conn_recv(c, buf, LK_READ_CHUNK, &n) : lk_fifo_read(f, k, buf, LK_READ_CHUNK, &n);
         if (rc != LK_OK) return rc;
@@ -119,8 +123,8 @@ static int drain(stream *s, lk_conn *c, lk_fifo *f, int k, char *buf, size_t *to
 /* s:pump(conn) or s:pump(fifo) -> "exit" | "truncated" | "more" (read budget
  * spent) | false, waiting (would block) | "eof" | nil, err. Reads a connection
  * carrying Docker's multiplexed stream, or a fifo lane's stdout and stderr
- * FIFOs, until the step ends, a cap is first reached, a source ends, or every
- * read would block. A FIFO whose sentinel has come is not read again in this
+ * FIFOs, until the step ends, a cap is first reached, a source ends, every
+ * read would block, or an uncapped stream holds a slice to hand over ("more"). A FIFO whose sentinel has come is not read again in this
  * step; `waiting` says which sources still owe bytes: 1 stdout, 2 stderr, 3
  * both (a connection: 3). */
 static int l_pump(lua_State *L) {
@@ -149,7 +153,7 @@ static int l_pump(lua_State *L) {
             return 1;
         }
     }
-    if (o == LK_OUT_MORE && total < PUMP_BUDGET && waiting) {
+    if (o == LK_OUT_MORE && total < PUMP_BUDGET && waiting && !lk_output_sliced(&s->out)) {
         lua_pushboolean(L, 0);
         lua_pushinteger(L, waiting);
         return 2;

@@ -21,6 +21,7 @@ int lk_output_arm(lk_output *o, const char *token, size_t len, size_t cap_out, s
     o->sink[0].cap = cap_out;
     o->sink[1].cap = cap_err;
     o->sink[0].truncated = o->sink[1].truncated = o->truncation_told = 0;
+    o->sink[0].slices = o->sink[1].slices = 0;
     o->error = NULL;
     return 0;
 }
@@ -71,6 +72,11 @@ int lk_output_end(lk_output *o, int k) {
         return fail(o, "out of memory");
     }
     return 0;
+}
+
+int lk_output_sliced(const lk_output *o) {
+    return (o->sink[0].slices && o->sink[0].buf.len >= LK_OUT_SLICE) ||
+           (o->sink[1].slices && o->sink[1].buf.len >= LK_OUT_SLICE);
 }
 
 int lk_output_outcome(lk_output *o) {

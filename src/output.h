@@ -27,6 +27,7 @@ typedef struct {
     lk_buf buf;
     size_t cap;     /* most bytes kept until taken; 0: no cap */
     int truncated;  /* bytes were dropped at the cap since armed */
+    int slices;     /* its bytes are taken as they come (a callback's); set after arming */
 } lk_sink;
 
 typedef struct {
@@ -53,6 +54,12 @@ int lk_output_put(lk_output *o, int k, const char *p, size_t n);
 /* Stream k ended: a token prefix held back was output after all. Returns
  * LK_OUT_FAILED when memory ran out, else 0. */
 int lk_output_end(lk_output *o, int k);
+
+/* Whether a stream whose bytes are taken as they come (sink.slices) holds a
+ * slice worth handing over now: the reader stops there, so that the buffer
+ * stays small and is reused instead of growing and being freed every time. */
+#define LK_OUT_SLICE 65536
+int lk_output_sliced(const lk_output *o);
 
 /* LK_OUT_EXIT once both streams saw the sentinel; LK_OUT_TRUNCATED once per
  * step, the first time a cap dropped bytes; else LK_OUT_MORE. */

@@ -12,11 +12,12 @@ local _M = {}
 _M.GRACE = 2 -- seconds a step gets to end once its processes were killed
 
 -- Arms `stream` for one step (token nil: no sentinel): output beyond
--- max_output per stream is dropped (a stream given to a callback has no cap
--- of its own).
+-- max_output per stream is dropped; a stream given to a callback has no cap
+-- of its own, and is handed over in slices as it comes.
 function _M.arm(box, stream, token, opts)
   local cap = opts.max_output or box.max_output
-  stream:arm(token, not opts.on_stdout and cap or 0, not opts.on_stderr and cap or 0)
+  local out, err = opts.on_stdout ~= nil, opts.on_stderr ~= nil
+  stream:arm(token, not out and cap or 0, not err and cap or 0, out, err)
 end
 
 -- Reads what the lane has for the stream and hands it to the callbacks, if
