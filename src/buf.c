@@ -8,8 +8,10 @@ void lk_buf_init(lk_buf *b) { b->data = NULL; b->len = b->cap = 0; }
 void lk_buf_free(lk_buf *b) { free(b->data); lk_buf_init(b); }
 
 /* Keeps a small buffer for reuse, but gives a big one back: a box that once
- * printed 100 MB must not hold that memory for the rest of its life. */
-#define KEEP_CAPACITY 65536
+ * printed 100 MB must not hold that memory for the rest of its life. Small
+ * is up to two 64 KiB slices of output handed to a callback (lk_output_sliced
+ * plus one read): such a buffer is filled and emptied for every slice. */
+#define KEEP_CAPACITY (128 << 10)
 
 void lk_buf_clear(lk_buf *b) {
     if (b->cap > KEEP_CAPACITY) lk_buf_free(b);
