@@ -139,6 +139,39 @@ describe("the fifo lane on the host", function()
   end)
 end)
 
+describe("the fifo lane for a user other than root (in the docker group)", function()
+  local UID = 4321
+  local gid = helper.sh("getent group docker | cut -d: -f3"):match("%d+")
+
+  it("keeps the FIFOs its own with modes that let the box in, and refuses a box running as its own uid", function()
+    if not gid then
+      pending("no docker group on this machine")
+      return
+    end
+    local dir_of = "/tmp/lockup-" .. UID -- its parent without XDG_RUNTIME_DIR
+    local code = [[
+      local d = assert(require("lockup").connect { lane = "fifo" })
+      local box = assert(d:start { image = "busybox:local" })
+      local dir = box.lane.dir
+      io.write(assert(box:run("echo hi; id -u")).stdout)
+      local p = io.popen("stat -c '%n %a %u' " .. dir .. "/in " .. dir .. "/life " .. dir .. "/out " .. dir .. "/err")
+      io.write((p:read("a"):gsub((dir:gsub("%p", "%%%0")) .. "/", "")))
+      p:close()
+      assert(box:stop())
+      local none, err = d:start { image = "busybox:local", user = "]] .. UID .. [[" }
+      print(none, err)
+    ]]
+    local out, ok = helper.sh(q("setpriv --reuid=%d --regid=%d --groups=%s ", UID, UID, gid)
+      .. helper.lua_cmd(code, { env = { XDG_RUNTIME_DIR = false } }) .. " 2>&1")
+    helper.sh("rm -rf " .. dir_of)
+    assert.is_true(ok, out)
+    local uid = tostring(UID)
+    assert.equal(table.concat({ "hi", "65534", "in 644 " .. uid, "life 644 " .. uid, "out 622 " .. uid,
+      "err 622 " .. uid, "" }, "\n"), out:match("^(.-)nil\t") or out)
+    assert.matches("this process's own uid", out, 1, true)
+  end)
+end)
+
 -- Both lanes: the Lua process killed with SIGKILL while a step runs.
 for _, lane in ipairs { "fifo", "attach" } do
   describe("the " .. lane .. " lane when its Lua process is killed (SIGKILL)", function()
