@@ -232,6 +232,26 @@ describe("hostile commands", function()
       host_fine()
     end)
 
+    it("a flood into a callback ends by its timeout, however fast it comes", function()
+      local box = start()
+      local n = 0
+      local t0 = now()
+      -- a callback slower than the box: reads never run dry, so no wait ever times out
+      local function slow(chunk)
+        n = n + #chunk
+        local spin = os.clock() + 0.001
+        while os.clock() < spin do end
+      end
+      local r = assert(box:run("dd if=/dev/zero bs=1048576 count=400 2>/dev/null", { timeout = 2, on_stdout = slow }))
+      local took = now() - t0
+      assert.is_true(r.timed_out, tostring(r))
+      assert.is_true(n > 0)
+      assert.is_true(took < 2 + 2 + 3, "the step took " .. took .. " s") -- timeout, grace, a sweep
+      assert.equal("ok\n", assert(box:run("echo ok")).stdout)
+      stop(box)
+      host_fine()
+    end)
+
     it("keeps this process's memory bounded while it floods for seconds", function()
       -- Under AddressSanitizer freed memory sits in its quarantine (256 MB
       -- unless ASAN_OPTIONS says otherwise) before it is reused: allow for it.

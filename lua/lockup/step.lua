@@ -39,13 +39,15 @@ end
 -- (a cap was reached), "timeout", or nil, err. Callbacks get output as it
 -- arrives; without them it stays in C until the end (no copies on the way).
 -- It waits before the first read: a step just sent cannot have answered yet,
--- and the wait returns at once when bytes are there.
+-- and the wait returns at once when bytes are there. The deadline holds
+-- however fast the box writes: it is checked between reads too.
 local function collect(lane, stream, opts, deadline)
   local st, err = false, nil
   while true do
     if st == false then
       if not lane:wait("r", deadline) then return "timeout" end
-    elseif st == "more" then
+    elseif st == "more" then -- a budget or a slice read: the box may never stop writing
+      if now() >= deadline then return "timeout" end
       scheduler.yield()
     else
       return st, err
@@ -67,7 +69,7 @@ function _M.send(lane, stream, data, opts, deadline)
     else
       local st, perr = _M.pump(lane, stream, opts)
       if st == nil or st == "eof" then return st, perr end
-      if st == false and not lane:wait("rw", deadline) then return "timeout" end
+      if (st == false and not lane:wait("rw", deadline)) or now() >= deadline then return "timeout" end
     end
   end
   return true
