@@ -130,6 +130,18 @@ describe("the fifo lane on the host", function()
     assert.is_truthy(gone, "container still there 10 s after its box was collected")
   end)
 
+  it("refuses a parent directory others can enter, and says what it must be", function()
+    local dir = helper.tmpdir()
+    helper.sh("chmod 755 " .. dir)
+    local ok, err = core.fifo_parent(dir)
+    assert.is_nil(ok)
+    assert.matches("mode 0700", err, 1, true)
+    assert.matches(dir, err, 1, true)
+    helper.sh("chmod 700 " .. dir)
+    assert.is_true(core.fifo_parent(dir))
+    helper.rm_rf(dir)
+  end)
+
   it("a start that fails leaves no directory", function()
     local before = helper.sh("ls " .. PARENT)
     local box, err = d:start { image = "lockup-no-such-image:none" }
