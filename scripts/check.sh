@@ -11,7 +11,8 @@ LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
-trap 'rm -f "$counts"' EXIT
+failures=$(mktemp)
+trap 'rm -f "$counts" "$failures"' EXIT
 
 # suite NAME COMMAND...: runs a busted suite; its output handler writes the counts.
 suite() {
@@ -23,10 +24,11 @@ suite() {
     rc=$?
     if read -r p f n <"$counts" && [ -n "$p" ]; then
         passed=$((passed + p)) failed=$((failed + f)) pending=$((pending + n))
+        sed -n "s/^FAILED /$name: /p" "$counts" >>"$failures"
         # busted itself failed (e.g. a sanitizer aborted it) after counting: one more failure
         [ $rc -eq 0 ] || [ "$f" -gt 0 ] || failed=$((failed + 1))
     else
-        echo "$name: the suite did not finish (exit $rc)"
+        echo "$name: the suite did not finish (exit $rc)" | tee -a "$failures"
         failed=$((failed + 1))
     fi
 }
@@ -36,7 +38,7 @@ step() {
     name=$1
     shift
     echo "== $name"
-    if "$@"; then passed=$((passed + 1)); else echo "$name: FAILED"; failed=$((failed + 1)); fi
+    if "$@"; then passed=$((passed + 1)); else echo "$name: FAILED" | tee -a "$failures"; failed=$((failed + 1)); fi
 }
 
 step "build" make --no-print-directory
@@ -54,5 +56,7 @@ done
 left=$(docker ps -aq --filter label=lockup.owner | wc -l)
 step "no box left behind" test "$left" -eq 0
 
+# What failed, again, where a log cut to its tail still shows it.
+[ -s "$failures" ] && { echo "== what failed"; cat "$failures"; }
 echo "$passed passed, $failed failed, $pending skipped"
 [ "$failed" -eq 0 ]
