@@ -10,13 +10,15 @@ local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
 
 local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
-local string_format = string.format
+local string_format, math_min = string.format, math.min
 
 local _M = {}
 
 local OWNER_LABEL = "lockup.owner"
 _M.OWNER_LABEL = OWNER_LABEL
 local REAP_TIMEOUT = 10 -- seconds to wait for the daemon to remove a stopped container
+local REMOVE_TIMEOUT = 10 -- seconds stop() waits, after that, to see the container gone
+local REMOVE_RETRY = 2 -- seconds a removal in progress is left alone before it is forced again
 local LANES = { attach = attach, fifo = fifo }
 
 -- "<host>/<pid>": who started a box, for prune.
@@ -45,13 +47,25 @@ function _M.check_lane(name, fname, level)
   return name
 end
 
--- The lane module for a box of `user` on the engine `d`, or nil, err. Asked
--- for (start's lane, else the client's), a lane must work; chosen, fifo is
--- taken where the engine shares this host's files and the user is numeric.
-local function choose_lane(d, asked, user)
+-- gVisor's sandbox does not pass the host's FIFOs through to the box (runsc
+-- 2022-12 here, also with --host-fifo=open): its session would never answer.
+local function fifo_runtime(runtime)
+  if runtime and (runtime:find("runsc", 1, true) or runtime:find("gvisor", 1, true)) then
+    return nil, string_format("the fifo lane does not work with runtime '%s' (gVisor does not pass the host's "
+      .. "FIFOs into its sandbox): use lane = \"attach\", or leave the lane to lockup", runtime)
+  end
+  return true
+end
+
+-- The lane module for a box of `user` under `runtime` on the engine `d`, or
+-- nil, err. Asked for (start's lane, else the client's), a lane must work;
+-- chosen, fifo is taken where the engine shares this host's files, the user is
+-- numeric and the runtime can see host FIFOs.
+local function choose_lane(d, asked, user, runtime)
   asked = asked or d.lane
   if asked == "attach" then return attach end
   local usable, why = d:fifo_usable()
+  if usable then usable, why = fifo_runtime(runtime) end
   if asked == "fifo" then
     if not usable then return nil, why end
     return fifo
@@ -101,7 +115,7 @@ function _M.start(d, opts, mt)
       error("bad option 'volumes' to 'start' (" .. fifo.MOUNT .. " is lockup's own mount)", 2)
     end
   end
-  local kind, err = choose_lane(d, opts.lane, config.User)
+  local kind, err = choose_lane(d, opts.lane, config.User, opts.runtime)
   if not kind then return nil, err end
   local lane
   if kind == fifo then
@@ -197,7 +211,46 @@ function _M.shut(self, why)
   end
 end
 
--- Kills and removes the container; idempotent. Returns true once it is gone.
+-- The container's state as the Engine shows it: "gone" once it answers 404,
+-- else State.Status ("removing", "dead", "exited", ...), or nil, err.
+local function engine_state(d, id)
+  local status, info, code = d:request("GET", "/containers/" .. id .. "/json")
+  if status then return type(info) == "table" and type(info.State) == "table" and info.State.Status or "unknown" end
+  if code == 404 then return "gone" end
+  return nil, info
+end
+
+-- Waits until the Engine no longer knows the container: true, or nil, err
+-- after REMOVE_TIMEOUT. The answer to the wait call is not enough: under load
+-- the Engine answers it while the removal is still in progress, or when the
+-- removal failed and left the container "dead". A removal in progress is given
+-- time (polled with backoff); anything else, or one still removing after
+-- REMOVE_RETRY seconds, is removed again with DELETE ?force=1.
+local function confirm_gone(d, id)
+  local started, pause = core.monotime(), 0.02
+  local state, err, delete_err
+  while true do
+    state, err = engine_state(d, id)
+    if state == "gone" then return true end
+    local waited = core.monotime() - started
+    if waited >= REMOVE_TIMEOUT then break end
+    if state and (state ~= "removing" or waited >= REMOVE_RETRY) then
+      local ok, derr, code = d:request("DELETE", "/containers/" .. id, { query = { force = 1 } })
+      if ok or code == 404 then return true end
+      -- 409: a removal is already in progress; anything else is worth telling
+      if code ~= 409 then delete_err = derr end
+    end
+    scheduler.sleep(pause)
+    pause = math_min(pause * 2, 0.5)
+  end
+  err = delete_err or err
+  return nil, string_format("box %s is not gone yet: after %d s the Engine still shows its container (%s)%s; "
+    .. "lockup.prune() removes it once it can", id:sub(1, 12), REMOVE_TIMEOUT, state or "state unknown",
+    err and (": " .. err) or "")
+end
+
+-- Kills and removes the container; idempotent. Returns true once the Engine
+-- no longer knows it, else nil, err (and a later stop tries again).
 function _M.stop(self)
   if self.stopped then return true end
   self.stopped = true
@@ -213,12 +266,10 @@ function _M.stop(self)
     end
   end
   self:reap()
-  if self.exit_code == nil then -- the wait call failed: make sure it is gone
-    local status, err, code = self.docker:request("DELETE", "/containers/" .. self.id, { query = { force = 1 } })
-    if not status and code ~= 404 then
-      self.stopped = false
-      return nil, "removing box " .. self.id:sub(1, 12) .. ": " .. err
-    end
+  local gone, err = confirm_gone(self.docker, self.id)
+  if not gone then
+    self.stopped = false -- not confirmed: a later stop tries again
+    return nil, err
   end
   return true
 end
