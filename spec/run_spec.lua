@@ -316,6 +316,25 @@ describe("box:run", function()
       assert.equal(100000, n) -- a callback has no cap of its own
       assert.is_nil(r.truncated)
     end)
+
+    it("stop a command whose callback returns false, as at a cap, on run and exec", function()
+      local b <close> = assert(docker:start { image = helper.IMAGE })
+      assert(b:run("x=kept"))
+      local calls = 0
+      local function enough() calls = calls + 1 return false end
+      local r = assert(b:run("echo first; yes", { on_stdout = enough, timeout = 60 }))
+      assert.is_true(r.truncated)
+      assert.is_nil(r.timed_out)
+      assert.equal(1, calls) -- nothing more after it said no
+      r = assert(b:run("yes >&2", { on_stderr = enough, timeout = 60 }))
+      assert.is_true(r.truncated)
+      assert.equal(2, calls)
+      r = assert(b:exec({ "yes" }, { on_stdout = enough, timeout = 60 }))
+      assert.is_true(r.truncated)
+      assert.is_nil(r.timed_out)
+      r = assert(b:run("echo $x"))
+      assert.equal("kept\n", r.stdout)
+    end)
   end)
 
   describe("box:exec", function()

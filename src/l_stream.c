@@ -92,6 +92,14 @@ static int l_truncated(lua_State *L) {
     return 2;
 }
 
+/* s:cut(1 | 2): no more of stdout (1) or stderr (2) this step, as past a
+ * cap (s:truncated() says so); the sentinel still ends the step. */
+static int l_cut(lua_State *L) {
+    stream *s = get(L);
+    lk_output_cut(&s->out, opt_stream(L, 2, 0));
+    return 0;
+}
+
 /* s:feed(bytes [, k]) -> "exit" | "truncated" | "more" | nil, err: bytes of
  * stream k (1 stdout, 2 stderr), or of Docker's multiplexed stream without k
  * (a lane that reads for itself, such as a cosocket). */
@@ -184,7 +192,7 @@ static int l_gc(lua_State *L) {
 void lk_open_stream(lua_State *L) {
     static const luaL_Reg methods[] = {{"arm", l_arm},   {"feed", l_feed},           {"pump", l_pump},
                                        {"take", l_take}, {"truncated", l_truncated}, {"code", l_code},
-                                       {NULL, NULL}};
+                                       {"cut", l_cut},   {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
     lk_class(L, LK_STREAM, methods, meta);
     lua_pushcfunction(L, l_new);

@@ -22,6 +22,7 @@ int lk_output_arm(lk_output *o, const char *token, size_t len, size_t cap_out, s
     o->sink[1].cap = cap_err;
     o->sink[0].truncated = o->sink[1].truncated = o->truncation_told = 0;
     o->sink[0].slices = o->sink[1].slices = 0;
+    o->sink[0].cut = o->sink[1].cut = 0;
     o->error = NULL;
     return 0;
 }
@@ -29,6 +30,10 @@ int lk_output_arm(lk_output *o, const char *token, size_t len, size_t cap_out, s
 /* Keeps what fits under the cap; returns nonzero when memory ran out. */
 static int keep(void *ud, const char *p, size_t n) {
     lk_sink *k = ud;
+    if (k->cut) {
+        k->truncated |= n > 0;
+        return 0;
+    }
     if (k->cap) {
         size_t room = k->buf.len < k->cap ? k->cap - k->buf.len : 0;
         if (n > room) {
@@ -72,6 +77,11 @@ int lk_output_end(lk_output *o, int k) {
         return fail(o, "out of memory");
     }
     return 0;
+}
+
+void lk_output_cut(lk_output *o, int k) {
+    o->sink[k].cut = o->sink[k].truncated = 1;
+    o->truncation_told = 1; /* the reader knows: it asked */
 }
 
 int lk_output_sliced(const lk_output *o) {

@@ -28,6 +28,7 @@ typedef struct {
     size_t cap;     /* most bytes kept until taken; 0: no cap */
     int truncated;  /* bytes were dropped at the cap since armed */
     int slices;     /* its bytes are taken as they come (a callback's); set after arming */
+    int cut;        /* the reader wants no more of it: every further byte is dropped */
 } lk_sink;
 
 typedef struct {
@@ -54,6 +55,10 @@ int lk_output_put(lk_output *o, int k, const char *p, size_t n);
 /* Stream k ended: a token prefix held back was output after all. Returns
  * LK_OUT_FAILED when memory ran out, else 0. */
 int lk_output_end(lk_output *o, int k);
+
+/* The reader wants no more of stream k (0 stdout, 1 stderr) this step: what
+ * follows is dropped as past a cap, while the sentinel is still scanned for. */
+void lk_output_cut(lk_output *o, int k);
 
 /* Whether a stream whose bytes are taken as they come (sink.slices) holds a
  * slice worth handing over now: the reader stops there, so that the buffer

@@ -10,6 +10,7 @@
 local core = require "lockup.core"
 local context = require "lockup.context"
 local options = require "lockup.options"
+local hardening = require "lockup.hardening"
 
 local type, tostring, tonumber, error, ipairs, math_type = type, tostring, tonumber, error, ipairs, math.type
 local string_format, table_concat = string.format, table.concat
@@ -189,35 +190,56 @@ end
 
 local GET_OPTIONS = { user = "string", timeout = "number", on_progress = "function", max_size = "number" }
 
+-- What is kept of the box's stderr during a get: its "size N" line and an
+-- error message fit; a box that writes more is stopped (a flood).
+local SAID_MAX = 4096
+
 -- Sends the box's file to write(chunk). Returns the byte count | nil, err.
+-- Every buffer is bounded whatever the box sends: a file past max, or past
+-- the size the box announced, stops the transfer (returning false from a
+-- callback ends the exec as at an output cap), and so does stderr past
+-- SAID_MAX.
 local function fetch(self, op, path, opts, max, write)
   local full, err = box_path(self, op, path)
   if not full then return nil, err end
-  local total, done, said, over = nil, 0, "", false
+  local total, done, said, why = nil, 0, "", nil
   local r
   r, err = self:exec({ self.shell, "-c", GET, "lockup-get", full, string_format("%d", max) }, {
     user = opts.user, timeout = opts.timeout,
     on_stdout = function(chunk)
       done = done + #chunk
-      if done > max then over = true return end -- the file grew past max_size meanwhile
+      if done > max then -- the file grew past max_size meanwhile
+        why = string_format("larger than max_size (%d bytes)", max)
+        return false
+      elseif total and done > total then
+        why = string_format("the box sent more than the %d bytes it announced (the file grew, or the box "
+          .. "is hostile)", total)
+        return false
+      end
       write(chunk)
       if opts.on_progress then opts.on_progress { op = op, done = done, total = total } end
     end,
     on_stderr = function(chunk)
+      if #said + #chunk > SAID_MAX then
+        why = string_format("the box wrote more than %d bytes of errors while sending it", SAID_MAX)
+        return false
+      end
       said = said .. chunk
-      total = total or math.tointeger(tonumber(said:match("^size (%d+)\n")))
+      total = total or tonumber(said:match("^size (%d+)\n"))
     end,
   })
   if not r then return fail(op, path, err) end
+  if why then return fail(op, path, why) end
   if r.timed_out then return fail(op, path, "timed out") end
-  if r.code == 96 or over then
-    return fail(op, path, string_format("larger than max_size (%d bytes)", max))
-  end
+  if r.code == 96 then return fail(op, path, string_format("larger than max_size (%d bytes)", max)) end
   if r.code ~= 0 then
     local text = said:gsub("^size %d+\n", ""):gsub("%s+$", "")
-    local why = r.code == 90 and (text .. " in the box (lockup does not read through symlinks)")
+    local reason = r.code == 90 and (text .. " in the box (lockup does not read through symlinks)")
       or EXIT_REASONS[r.code] or explain(self, text, opts.user) or text
-    return fail(op, path, why ~= "" and why or ("cat exited with code " .. r.code))
+    return fail(op, path, reason ~= "" and reason or ("cat exited with code " .. r.code))
+  end
+  if total and done < total then
+    return fail(op, path, string_format("the box sent %d of the %d bytes it announced (the file shrank)", done, total))
   end
   return done
 end
@@ -236,12 +258,14 @@ end
 
 -- box:get_file(box_path, host_path [, opts]) -> bytes | nil, err: streams a
 -- file out to the host. The host file appears whole or not at all (it is
--- written under a temporary name, then renamed).
+-- written under a temporary name, then renamed). opts.max_size defaults to
+-- the largest file a box may write by default (1 GiB): a box cannot fill the
+-- host's disk unasked.
 function _M.get_file(self, path, host_path, opts)
   check_string(path, "get_file", 1, "path in the box")
   check_string(host_path, "get_file", 2, "host path")
   opts = options.check(opts, GET_OPTIONS, "get_file", 2)
-  local max = check_max_size(opts.max_size, "get_file", math.maxinteger)
+  local max = check_max_size(opts.max_size, "get_file", hardening.DEFAULTS.fsize)
   local part = host_path .. ".lockup-" .. core.random_hex(4)
   local f, err = io.open(part, "wb")
   if not f then return fail("get_file", host_path, err) end

@@ -20,18 +20,27 @@ function _M.arm(box, stream, token, opts)
   stream:arm(token, not out and cap or 0, not err and cap or 0, out, err)
 end
 
+-- Hands stream k's new bytes to its callback, if any. A callback that
+-- returns false wants no more: the stream is cut there, as at a cap, and the
+-- step is stopped the same way ("truncated").
+local function hand_over(stream, k, callback)
+  if not callback then return nil end
+  local chunk = stream:take(k)
+  if #chunk > 0 and callback(chunk) == false then
+    stream:cut(k)
+    return "truncated"
+  end
+  return nil
+end
+
 -- Reads what the lane has for the stream and hands it to the callbacks, if
--- any; returns the lane's pump status.
+-- any; returns the lane's pump status, or "truncated" when a callback said
+-- it wants no more.
 function _M.pump(lane, stream, opts)
   local st, err = lane:pump(stream)
-  if opts.on_stdout then
-    local chunk = stream:take(1)
-    if #chunk > 0 then opts.on_stdout(chunk) end
-  end
-  if opts.on_stderr then
-    local chunk = stream:take(2)
-    if #chunk > 0 then opts.on_stderr(chunk) end
-  end
+  local cut = hand_over(stream, 1, opts.on_stdout)
+  cut = hand_over(stream, 2, opts.on_stderr) or cut
+  if cut and (st == false or st == "more") then return cut end
   return st, err
 end
 
