@@ -11,7 +11,7 @@ WARN     := -Wall -Wextra -Wshadow -Werror=implicit-function-declaration
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(DEP_CFLAGS)
 
-CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/output.c src/http.c src/conn.c src/fifo.c src/tar.c src/frame.c
+CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/output.c src/http.c src/conn.c src/fifo.c src/hostfile.c src/tar.c src/frame.c
 BIND_SRC := src/l_core.c src/l_conn.c src/l_response.c src/l_stream.c src/l_fifo.c src/l_tar.c src/l_hash.c src/l_fs.c src/l_frame.c
 HEADERS  := $(wildcard src/*.h)
 BUILD    ?= build
@@ -45,6 +45,21 @@ test: $(BUILD)/lockup/core.so
 
 test-attach: $(BUILD)/lockup/core.so
 	LOCKUP_LANE=attach $(BUSTED)
+
+# The hostile suite again with other shells and under gVisor, on the lane
+# LOCKUP_LANE names (default: lockup's choice). scripts/setup.sh makes the
+# images and registers runsc when it is installed; scripts/check.sh runs each
+# shell on both lanes. dash: debian-lua:local; bash: bash:local; runsc:
+# busybox:local under gVisor, on the attach lane (lockup's choice for runsc).
+HOSTILE := spec/hostile_spec.lua
+test-dash: $(BUILD)/lockup/core.so
+	LOCKUP_TEST_IMAGE=debian-lua:local $(BUSTED) $(HOSTILE)
+
+test-bash: $(BUILD)/lockup/core.so
+	LOCKUP_TEST_IMAGE=bash:local $(BUSTED) $(HOSTILE)
+
+test-runsc: $(BUILD)/lockup/core.so
+	LOCKUP_TEST_RUNTIME=runsc $(BUSTED) $(HOSTILE)
 
 # The same specs with the core built with AddressSanitizer and UBSan; lua5.4
 # itself is not instrumented, so the ASan runtime is preloaded.
@@ -81,4 +96,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-attach test-asan luajit lint bench bench-lanes
+.PHONY: clean example check test test-attach test-dash test-bash test-runsc test-asan luajit lint bench bench-lanes

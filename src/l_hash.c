@@ -1,11 +1,11 @@
 /* SHA-256 through OpenSSL's libcrypto (already loaded with libcurl), as
  * userdata "lockup.sha256": content-derived image tags hash whole trees. */
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "hostfile.h"
 #include "l_core.h"
 
 typedef struct {
@@ -28,14 +28,17 @@ static int l_update(lua_State *L) {
     return 1;
 }
 
-/* h:update_file(path) -> bytes read | nil, err: the file's contents, read in slices */
+/* h:update_file(path [, id [, follow]]) -> bytes read | nil, err: the file's
+ * contents, read in slices; id and follow as for t:host_file (l_tar.c). */
 static int l_update_file(lua_State *L) {
     hasher *h = get(L);
     const char *path = luaL_checkstring(L, 2);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char why[512];
+    int fd = lk_open_listed(path, luaL_optstring(L, 3, NULL), lua_toboolean(L, 4), &st, why, sizeof why);
     if (fd < 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        lua_pushstring(L, why);
         return 2;
     }
     char buf[65536];

@@ -2,7 +2,7 @@
  *
  *   local t = core.tar()
  *   t:file("a.txt", 420, "data")        t:dir("sub", 493)
- *   t:symlink("l", "a.txt")             t:host_file("big", "/path" [, mode])
+ *   t:symlink("l", "a.txt")             t:host_file("big", "/path" [, mode, id, follow])
  *   repeat local chunk, more = t:take(65536) ... until not more
  *   t:finish(); local tail = t:take()
  */
@@ -56,13 +56,16 @@ static int l_symlink(lua_State *L) {
     return done(L, t, lk_tar_header(t, name, LK_TAR_SYMLINK, 0777, 0, target, mtime_arg(L, 4)));
 }
 
-/* t:host_file(name, path [, mode]) -> true | nil, err: the data follows in take() */
+/* t:host_file(name, path [, mode [, id [, follow]]]) -> true | nil, err: the
+ * data follows in take(). id: the file's identity from core.lstat or
+ * core.scandir (see hostfile.h); follow: path is the caller's own. */
 static int l_host_file(lua_State *L) {
     lk_tar *t = get(L);
     const char *name = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     int mode = lua_isnoneornil(L, 4) ? -1 : (int)(luaL_checkinteger(L, 4) & 07777);
-    return done(L, t, lk_tar_host_file(t, name, path, mode));
+    const char *id = luaL_optstring(L, 5, NULL);
+    return done(L, t, lk_tar_host_file(t, name, path, mode, id, lua_toboolean(L, 6)));
 }
 
 /* t:take([max]) -> bytes, more | nil, err: up to about max bytes of the archive

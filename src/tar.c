@@ -3,12 +3,13 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "hostfile.h"
 
 #define SLICE 65536 /* bytes read from a host file at a time */
 
@@ -96,23 +97,11 @@ int lk_tar_data(lk_tar *t, const char *p, size_t n) {
     return 0;
 }
 
-int lk_tar_host_file(lk_tar *t, const char *name, const char *path, int mode) {
+int lk_tar_host_file(lk_tar *t, const char *name, const char *path, int mode, const char *id, int follow) {
     if (usable(t)) return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        t->failed = 0; /* the archive itself is fine: the caller may go on */
-        snprintf(t->error, sizeof t->error, "%s: %s", path, strerror(errno));
-        return -1;
-    }
     struct stat st;
-    const char *why = fstat(fd, &st) ? strerror(errno)
-                      : S_ISDIR(st.st_mode) ? "is a directory"
-                      : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
-    if (why) {
-        close(fd);
-        snprintf(t->error, sizeof t->error, "%s: %s", path, why);
-        return -1;
-    }
+    int fd = lk_open_listed(path, id, follow, &st, t->error, sizeof t->error);
+    if (fd < 0) return -1; /* the archive itself is fine: the caller may go on */
     if (lk_tar_header(t, name, LK_TAR_FILE, mode < 0 ? (unsigned)st.st_mode : (unsigned)mode,
                       (int64_t)st.st_size, NULL, st.st_mtime)) {
         close(fd);

@@ -33,8 +33,10 @@ int lk_tar_header(lk_tar *t, const char *name, int type, unsigned mode, int64_t 
 int lk_tar_data(lk_tar *t, const char *p, size_t n);
 
 /* A file entry whose data comes from the host file `path`, read by lk_tar_pump.
- * mode < 0 keeps the file's own permission bits. Returns 0 or -1 (t->error). */
-int lk_tar_host_file(lk_tar *t, const char *name, const char *path, int mode);
+ * mode < 0 keeps the file's own permission bits. `id` and `follow` are as for
+ * lk_open_listed: the file must still be the regular file a listing saw.
+ * Returns 0 or -1 (t->error). */
+int lk_tar_host_file(lk_tar *t, const char *name, const char *path, int mode, const char *id, int follow);
 
 /* Reads the pending host file until `out` holds at least `want` bytes or the
  * file is done. Returns 1 while the file has more, 0 once done, -1 on error

@@ -9,6 +9,11 @@
 --
 -- and becomes a list of entries sorted by name, parents before children:
 -- { name, type = "file"|"dir"|"symlink", mode, data | path, size, target, mtime }.
+-- A host file's entry also holds its identity when listed (id) and whether a
+-- symlink at path is followed (follow: only for a path the caller named).
+-- Host files are read only through _M.read, tar_source and hash, which refuse
+-- a file that is no longer the one listed: a directory mounted :rw into a
+-- running box can change at any time.
 local core = require "lockup.core"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
@@ -34,25 +39,28 @@ function _M.bad_name(name)
   return nil
 end
 
+local function name_order(a, b) return a.name < b.name end
+
 -- Adds the tree under host directory `dir` to `out`, named under `prefix`.
-local function walk(dir, prefix, out)
-  local names, err = core.listdir(dir)
-  if not names then return nil, err end
-  table_sort(names)
-  for _, n in ipairs(names) do
-    local path, name = dir .. "/" .. n, prefix and (prefix .. "/" .. n) or n
-    local st, serr = core.lstat(path)
-    if not st then return nil, serr end
+-- Each directory is listed through a descriptor, and must be the one its
+-- parent's listing saw (`id`); each file keeps its identity, so that reading
+-- it later refuses whatever a box with this tree mounted :rw swapped in since
+-- (core.scandir, and hostfile.h in the core).
+local function walk(dir, id, prefix, out)
+  local list, err = core.scandir(dir, id)
+  if not list then return nil, err end
+  table_sort(list, name_order)
+  for _, st in ipairs(list) do
+    local path, name = dir .. "/" .. st.name, prefix and (prefix .. "/" .. st.name) or st.name
     if st.type == "file" then
-      out[#out + 1] = { name = name, type = "file", path = path, size = st.size, mode = st.mode, mtime = st.mtime }
+      out[#out + 1] = { name = name, type = "file", path = path, id = st.id, size = st.size, mode = st.mode,
+        mtime = st.mtime }
     elseif st.type == "dir" then
       out[#out + 1] = { name = name, type = "dir", mode = st.mode, mtime = st.mtime }
-      local ok, werr = walk(path, name, out)
+      local ok, werr = walk(path, st.id, name, out)
       if not ok then return nil, werr end
     elseif st.type == "symlink" then
-      local target, lerr = core.readlink(path)
-      if not target then return nil, lerr end
-      out[#out + 1] = { name = name, type = "symlink", target = target, mode = 511, mtime = st.mtime }
+      out[#out + 1] = { name = name, type = "symlink", target = st.target, mode = 511, mtime = st.mtime }
     else
       return nil, path .. ": not a file, directory or symlink (sockets and devices cannot be sent)"
     end
@@ -60,12 +68,14 @@ local function walk(dir, prefix, out)
   return true
 end
 
+-- A host directory the caller names: never a symlink (it would be sent as
+-- one, not walked), and the components above it are the caller's to choose.
 local function host_dir(dir, prefix, out)
   local st, err = core.lstat(dir)
   if not st then return nil, err end
   if st.type ~= "dir" then return nil, dir .. ": not a directory" end
   if prefix then out[#out + 1] = { name = prefix, type = "dir", mode = st.mode, mtime = st.mtime } end
-  return walk(dir, prefix, out)
+  return walk(dir, st.id, prefix, out)
 end
 
 -- Why an entry's mode is wrong, or nil when it is fine (or not given).
@@ -92,13 +102,15 @@ local function from_table(set, out)
     elseif type(spec.data) == "string" then
       out[#out + 1] = { name = name, type = "file", data = spec.data, size = #spec.data, mode = spec.mode or FILE_MODE }
     elseif type(spec.file) == "string" then
+      -- A host file the caller names: a symlink there is followed (the
+      -- caller chose it), to the file whose identity is kept for the read.
       local st, err = core.lstat(spec.file, true)
       if st and st.type ~= "file" then
         st, err = nil, spec.file .. (st.type == "dir" and ": is a directory" or ": not a regular file")
       end
       if not st then return nil, err end
-      out[#out + 1] = { name = name, type = "file", path = spec.file, size = st.size, mode = spec.mode or st.mode,
-        mtime = st.mtime }
+      out[#out + 1] = { name = name, type = "file", path = spec.file, id = st.id, follow = true, size = st.size,
+        mode = spec.mode or st.mode, mtime = st.mtime }
     elseif type(spec.dir) == "string" then
       local first = #out + 1 -- the directory's own entry
       local ok, err = host_dir(spec.dir, name, out)
@@ -140,7 +152,7 @@ function _M.entries(set)
       return nil, string_format("'%s' is under '%s', which is not a directory", e.name, parent)
     end
   end
-  table_sort(out, function(a, b) return a.name < b.name end)
+  table_sort(out, name_order)
   return out
 end
 
@@ -166,13 +178,20 @@ function _M.hash(entries)
       if e.data then
         h:update(e.data)
       else
-        local n, err = h:update_file(e.path)
+        local n, err = h:update_file(e.path, e.id, e.follow)
         if not n then return nil, err end
         if n ~= e.size then return nil, e.path .. ": changed while being hashed" end
       end
     end
   end
   return h:hex()
+end
+
+-- read(entry) -> bytes | nil, err: a file entry's contents, whole (for small
+-- files such as a Dockerfile).
+function _M.read(e)
+  if e.data then return e.data end
+  return core.read_file(e.path, e.size, e.id, e.follow)
 end
 
 -- tar_source(entries) -> a function returning the next chunk of a tar stream
@@ -205,7 +224,7 @@ function _M.tar_source(entries)
         elseif e.type == "symlink" then
           ok, err = t:symlink(e.name, e.target, e.mtime)
         elseif e.path then
-          ok, err = t:host_file(e.name, e.path, e.mode)
+          ok, err = t:host_file(e.name, e.path, e.mode, e.id, e.follow)
         else
           ok, err = t:file(e.name, e.mode, e.data, e.mtime)
         end

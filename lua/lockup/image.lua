@@ -83,11 +83,8 @@ end
 local function dockerfile_text(entries, name)
   for _, e in ipairs(entries) do
     if e.name == name and e.type == "file" then
-      if e.data then return e.data end
-      local f, err = io.open(e.path, "rb")
-      if not f then return nil, "build context: " .. err end
-      local text = f:read("a")
-      f:close()
+      local text, err = context.read(e)
+      if not text then return nil, "build context: " .. err end
       return text
     end
   end
