@@ -350,6 +350,86 @@ describe("codec decoding hostile input", function()
 	end)
 end)
 
+describe("codec decoding with limits", function()
+	-- A list of n trues; n pairs [i] = value; a list of `outer` tables of `inner` trues.
+	local function trues(n) return L(n, ("T"):rep(n)) end
+	local function pairs_of(n, value)
+		local out = {}
+		for i = 1, n do out[i] = I(i) .. value end
+		return table.concat(out)
+	end
+	local function rows(outer, inner) return L(1, M(outer, pairs_of(outer, M(inner, pairs_of(inner, "T"))))) end
+
+	it("max_values counts every value: list items, keys, values and the tables themselves", function()
+		-- rows(3, 4): 1 outer table + 3 keys + 3 rows + 3 * 8 pairs' halves = 31
+		assert.is_table(codec.decode_values(rows(3, 4), { max_values = 31 }))
+		local v, err, why = codec.decode_values(rows(3, 4), { max_values = 30 })
+		assert.is_nil(v)
+		assert.matches("^too many values: more than 30 in one payload %(at byte %d+%)$", err)
+		assert.equal("max_values", why)
+		assert.same({ n = 3, true, true, true }, codec.decode_values(trues(3), { max_values = 3 }))
+		assert.equal(true, codec.decode_value("T", { max_values = 1 }))
+		assert.same({ nil, "too many values: more than 0 in one payload (at byte 1)", "max_values" },
+			{ codec.decode_value("T", { max_values = 0 }) })
+	end)
+
+	it("refuses a count over the limit before any work is done for it", function()
+		local paused = 0
+		local lim = { max_values = 1000, slice = 1, pause = function() paused = paused + 1 end }
+		assert.same({ nil, "too many values: more than 1000 in one payload (at byte 1)", "max_values" },
+			{ codec.decode_values(trues(1001), lim) })
+		assert.equal(0, paused)
+		-- a table of 501 pairs is 1002 values with itself: refused at its count
+		local _, err = codec.decode_value(M(501, pairs_of(501, "T")), lim)
+		assert.equal("too many values: more than 1000 in one payload (at byte 1)", err)
+		assert.equal(1, paused) -- the table itself, counted before its count was read
+	end)
+
+	it("a malformed payload is still malformed, not over a limit", function()
+		local v, err, why = codec.decode_values(L(2, "T"), { max_values = 1 })
+		assert.is_nil(v)
+		assert.matches("^malformed values list: count 2 larger than the bytes left", err)
+		assert.is_nil(why)
+	end)
+
+	it("calls pause after each slice of values, the budget carried from one payload to the next", function()
+		local paused = 0
+		local lim = { slice = 10, pause = function() paused = paused + 1 end }
+		codec.decode_values(trues(25), lim)
+		assert.equal(2, paused)
+		assert.equal(5, lim.budget)
+		for _ = 1, 5 do codec.decode_value("T", lim) end
+		assert.equal(3, paused)
+		assert.equal(10, lim.budget)
+	end)
+
+	it("passes an error raised by pause through: the caller gives up", function()
+		local stop = {}
+		local lim = { slice = 100, pause = function() error(stop, 0) end }
+		local ok, err = pcall(codec.decode_values, trues(1000), lim)
+		assert.is_false(ok)
+		assert.equal(stop, err)
+	end)
+
+	it("pause may yield: a decoding is a coroutine's like any Lua code", function()
+		local co = coroutine.wrap(function()
+			return codec.decode_values(trues(30), { slice = 10, pause = coroutine.yield })
+		end)
+		local yields = 0
+		local r = co()
+		while r == nil do yields = yields + 1; r = co() end
+		assert.equal(3, yields)
+		assert.equal(30, r.n)
+	end)
+
+	it("refuses limits that are not limits (a programmer error)", function()
+		assert.has_error(function() dec("T", 5) end)
+		assert.has_error(function() dec("T", { max_values = -1 }) end)
+		assert.has_error(function() dec("T", { slice = 0 }) end)
+		assert.has_error(function() codec.decode_values(trues(1), { pause = "yield" }) end)
+	end)
+end)
+
 describe("codec.unframe", function()
 	it("returns the type and payload of exactly one frame", function()
 		assert.same({ "C", "abc" }, { codec.unframe(codec.frame("C", "abc")) })

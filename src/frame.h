@@ -16,7 +16,7 @@
 #include "buf.h"
 
 #define LK_FRAME_HEAD 5                       /* type byte + u32 length */
-#define LK_FRAME_DEFAULT_MAX (64u << 20)      /* 64 MiB */
+#define LK_FRAME_DEFAULT_MAX (4u << 20)       /* 4 MiB: decoded, a frame costs many times its size */
 
 /* What lk_frame_feed stopped on. */
 enum { LK_FRAME_MORE, LK_FRAME_READY, LK_FRAME_ERROR };

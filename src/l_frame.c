@@ -8,7 +8,7 @@
 
 static lk_frame *get(lua_State *L) { return luaL_checkudata(L, 1, LK_FRAMES); }
 
-/* core.frames([max_bytes]) -> a parser refusing payloads over max_bytes (default 64 MiB) */
+/* core.frames([max_bytes]) -> a parser refusing payloads over max_bytes (default 4 MiB) */
 static int l_new(lua_State *L) {
     lua_Integer max = luaL_optinteger(L, 1, LK_FRAME_DEFAULT_MAX);
     luaL_argcheck(L, max >= 0 && max <= 0xffffffff, 1, "a size in bytes from 0 to 2^32 - 1 expected");

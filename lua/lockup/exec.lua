@@ -6,7 +6,7 @@ local attach = require "lockup.lane.attach"
 local options = require "lockup.options"
 local result = require "lockup.result"
 
-local type, ipairs, error, tostring = type, ipairs, error, tostring
+local type, ipairs, error, tostring, pcall = type, ipairs, error, tostring, pcall
 local string_format = string.format
 local now = core.monotime
 
@@ -60,6 +60,15 @@ local function send_stdin(lane, stream, opts, deadline)
   end
 end
 
+-- Follows a started exec: its first bytes (`rest`), its stdin, its output to
+-- the end; returns step.follow's status (or stdin's failure) and fills `out`.
+local function follow(box, lane, stream, rest, opts, deadline, out)
+  local st, err = stream:feed(rest)
+  if st and opts.stdin then st, err = send_stdin(lane, stream, opts, deadline) end
+  if st then st, err = step.follow(box, lane, stream, opts, deadline, out) end
+  return st, err
+end
+
 -- Runs argv in the box (its lock held) and returns a result, or nil, err.
 function _M.run(box, argv, opts)
   local started = now()
@@ -78,10 +87,13 @@ function _M.run(box, argv, opts)
   local stream = core.stream()
   step.arm(box, stream, nil, opts)
   local lane = attach.wrap(conn)
-  local out, st, err = {}, stream:feed(rest)
-  if st and opts.stdin then st, err = send_stdin(lane, stream, opts, deadline) end
-  if st then st, err = step.follow(box, lane, stream, opts, deadline, out) end
+  local out = {}
+  -- The lane is closed even when a callback raised: left open, it would hold
+  -- up the box's removal while dockerd waits to copy the rest of a busy
+  -- exec's output into it (20 s and more for a jail that floods its frames).
+  local ok, st, err = pcall(follow, box, lane, stream, rest, opts, deadline, out)
   lane:close()
+  if not ok then error(st, 0) end
   out.duration = now() - started
   if st == "timeout" then -- killed, and still not ended: the process is beyond reach
     out.timed_out = true

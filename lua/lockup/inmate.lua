@@ -15,16 +15,30 @@ local runner = require "lockup.inmate.runner"
 local image = require "lockup.image"
 local docker_api = require "lockup.docker"
 local options = require "lockup.options"
+local scheduler = require "lockup.scheduler"
 
 local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
   setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
 local string_format, table_pack, table_unpack = string.format, table.pack, table.unpack
+local math_floor = math.floor
+local now = core.monotime
 
 local _M = {}
 
 local DEFAULT_BASE = "debian-lua:local" -- made by scripts/setup.sh
 local DEFAULT_TIMEOUT = 60 -- seconds per call
 local KEEP_STDERR = 16 * 1024 -- bytes of the jail's stderr kept for a crash report
+-- What one frame from a jail may cost the host. A decoded value takes up to
+-- about 80 bytes (an empty table: 5 bytes on the wire, a 56-byte Lua table
+-- and its slot), so 16 times its size; the garbage of the frames before
+-- lingers until the collector's next cycle, about as much again. These
+-- defaults keep a jail that floods frames to a few tens of MB (measured in
+-- spec/inmate_limits_spec.lua); the values limit bites only on frames of
+-- small values (a 4 MiB frame holds 466033 integers).
+local DEFAULT_MAX_FRAME = codec.MAX_FRAME -- bytes of one frame's payload
+local DEFAULT_MAX_VALUES = 250000 -- values one frame may create
+-- Values decoded between two looks at the clock and the loop: a few ms.
+local SLICE = 10000
 local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
 
 -- What each call runs in its box, through the exec API: the protocol on fd 3
@@ -83,8 +97,17 @@ end
 
 local INMATE_OPTIONS = {
   dir = "string", image = "string", base = "string", docker = "table", start = "table", timeout = "number",
-  on_output = "function", on_progress = "function", local_mode = "boolean",
+  on_output = "function", on_progress = "function", local_mode = "boolean", max_frame = "number",
+  max_values = "number",
 }
+
+-- A whole number from 1 to `top`, or a programmer error naming the option.
+local function check_count(opts, name, top, what)
+  local v = opts[name]
+  if v ~= nil and (v ~= math_floor(v) or v < 1 or v > top) then
+    error(string_format("bad option '%s' to 'inmate' (%s: a whole number from 1 to %.0f expected)", name, what, top), 3)
+  end
+end
 
 -- The build context of a jail's image: the inmate's directory, the runtime and
 -- a generated Dockerfile. Its content tag changes with any of them.
@@ -136,13 +159,15 @@ function Jail:build()
 end
 
 -- lockup.inmate{ dir, image, base, docker, start, timeout, on_output,
---   on_progress, local_mode } -> jail
+--   on_progress, local_mode, max_frame, max_values } -> jail
 function _M.new(opts)
   opts = options.check(opts, INMATE_OPTIONS, "inmate", 2)
   if not opts.dir and not opts.image then
     error("bad argument to 'inmate' (give dir, the inmate's directory, or image, a prebuilt one)", 2)
   end
   if opts.local_mode and not opts.dir then error("bad argument to 'inmate' (local_mode needs dir)", 2) end
+  check_count(opts, "max_frame", 0xffffffff, "the bytes one frame from the jail may hold")
+  check_count(opts, "max_values", 2 ^ 53, "the values one frame from the jail may hold")
   if opts.start and opts.start.image then
     error("bad option 'start' to 'inmate' (the jail chooses the image: give image = ... to inmate itself)", 2)
   end
@@ -152,7 +177,8 @@ function _M.new(opts)
     image = opts.image or false, prebuilt = opts.image ~= nil, start = opts.start or {},
     timeout = opts.timeout or DEFAULT_TIMEOUT, on_output = opts.on_output or false,
     on_progress = opts.on_progress or false, local_mode = opts.local_mode or false, active = {},
-    docker = false, closed = false,
+    docker = false, closed = false, max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
+    max_values = opts.max_values or DEFAULT_MAX_VALUES,
   }, jail_mt)
   if self.dir and not self.prebuilt then
     local st = core.lstat(self.dir .. "/inmate.lua", true)
@@ -186,24 +212,68 @@ local function request_frame(self, fn, args)
   return codec.frame(codec.CALL, bytes)
 end
 
+-- How a frame over the jail's max_frame is reported (core.frames says only
+-- that it is over the limit).
+local function frame_too_big(self)
+  return string_format("the jail sent a frame larger than %d bytes, the jail's max_frame (raise it with "
+    .. "lockup.inmate{ max_frame = bytes } if its answers can be that big)", self.max_frame)
+end
+
+-- The decoding limits of one call: the jail's max_values, and a pause between
+-- slices of a big frame that lets the loop's other tasks run and ends the call
+-- (VIOLATION, with state.timed_out) once its deadline has passed, or once the
+-- jail was closed (the box is gone: the rest is not worth decoding). Local
+-- mode has no deadline.
+local function limits(self, state, deadline)
+  return { max_values = self.max_values, slice = SLICE, pause = function()
+    if deadline and (self.closed or now() >= deadline) then
+      state.timed_out = not self.closed
+      error(VIOLATION, 0)
+    end
+    scheduler.yield()
+  end }
+end
+
 -- Follows the frames of one call: hello first, yields, then one R or E.
 -- Returns the call's state table, whose feed(bytes) raises VIOLATION, with
--- state.bad saying why, at anything else.
-local function reader(on_yield)
-  local frames, state = core.frames(), { hello = false }
+-- state.bad (the protocol broken), state.limit (a limit reached) or
+-- state.timed_out (past the deadline) saying why, at anything else.
+local function reader(self, on_yield, deadline)
+  local frames, state = core.frames(self.max_frame), { hello = false }
+  local lim = limits(self, state, deadline)
   local feed
   function state.feed(bytes)
-    if state.bad then error(VIOLATION, 0) end
+    if state.bad or state.limit then error(VIOLATION, 0) end
+    -- A jail past its timeout is not read any further, however fast it writes.
+    if deadline and now() >= deadline then
+      state.timed_out = true
+      error(VIOLATION, 0)
+    end
     feed(bytes)
-    if state.bad then error(VIOLATION, 0) end
+    if state.bad or state.limit then error(VIOLATION, 0) end
+  end
+  -- Decodes a payload, or notes why not and returns nil.
+  local function decode(f, list)
+    local v, err, reached = (list and codec.decode_values or codec.decode_value)(f.payload, lim)
+    if reached then
+      state.limit = "the jail sent " .. err .. ", over the jail's max_values (raise it with lockup.inmate{ "
+        .. "max_values = n } if its answers can hold that many)"
+    elseif err then
+      state.bad = err
+    end
+    return v
   end
   function feed(bytes)
     local list, err = frames:feed(bytes)
-    if not list then state.bad = err return end
+    if not list then
+      if err:find("larger than the limit", 1, true) then state.limit = frame_too_big(self) else state.bad = err end
+      return
+    end
     for _, f in ipairs(list) do
       if state.final then state.bad = "a frame after the end of the call" return end
       if not state.hello then
-        local hello = f.type == codec.HELLO and codec.decode_value(f.payload)
+        local hello = f.type == codec.HELLO and decode(f, false)
+        if state.limit then return end
         if type(hello) ~= "table" or hello.protocol ~= codec.PROTOCOL then
           state.bad = string_format("the jail's runtime speaks protocol %s (%s), this lockup speaks %d: "
             .. "rebuild the image with this lockup (jail:build())", tostring(type(hello) == "table" and
@@ -212,15 +282,16 @@ local function reader(on_yield)
         end
         state.hello = true
       elseif f.type == codec.YIELD then
-        local v, derr = codec.decode_values(f.payload)
-        if not v then state.bad = derr return end
+        local v = decode(f, true)
+        if not v then return end
         if on_yield then on_yield(table_unpack(v, 1, v.n)) end
       elseif f.type == codec.RETURN then
-        local v, derr = codec.decode_values(f.payload)
-        if not v then state.bad = derr return end
+        local v = decode(f, true)
+        if not v then return end
         state.final, state.results = true, v
       elseif f.type == codec.ERROR then
-        local e = codec.decode_value(f.payload)
+        local e = decode(f, false)
+        if state.limit then return end
         if type(e) ~= "table" or type(e.message) ~= "string" then state.bad = "a malformed error frame" return end
         state.final, state.error = true, e
       else
@@ -234,6 +305,7 @@ end
 -- What a call's end means for its caller: its results, or a raised error.
 local function conclude(self, fn, state)
   if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad) end
+  if state.limit then raise(self, "protocol", fn, state.limit) end
   if state.results then return table_unpack(state.results, 1, state.results.n) end
   if state.error then
     local e = state.error
@@ -256,7 +328,7 @@ local function gone(self, box)
 end
 
 local function box_call(self, fn, request, on_yield, timeout)
-  local state, errs = reader(on_yield), {}
+  local errs = {}
   local start = { image = self.image }
   for k, v in pairs(self.start) do start[k] = v end
   local box <close>, err = self.docker:start(start)
@@ -264,6 +336,9 @@ local function box_call(self, fn, request, on_yield, timeout)
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end -- while starting
   self.active[box] = true
   local on_output = self.on_output
+  -- The exec's own deadline, give or take its create request: a jail whose
+  -- frames keep the host decoding is stopped there too.
+  local state = reader(self, on_yield, now() + timeout)
   local ok, r, rerr = pcall(box.exec, box, ARGV, {
     stdin = request, timeout = timeout,
     on_stdout = state.feed,
@@ -278,7 +353,8 @@ local function box_call(self, fn, request, on_yield, timeout)
   -- user's own on_yield / on_output raising (passed on as it is).
   if not ok and r ~= VIOLATION then error(r, 0) end
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end
-  if state.bad then return conclude(self, fn, state) end
+  if state.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout)) end
+  if state.bad or state.limit then return conclude(self, fn, state) end
   if not r or (r.code == 137 and not r.timed_out and not r.oom and gone(self, box)) then
     raise(self, "died", fn, "the jail's container went away during the call"
       .. (rerr and (": " .. tostring(rerr)) or " (killed or removed from outside)") .. tail_of(errs))
@@ -296,7 +372,7 @@ end
 -- The same call in this process: the runner's own code, the same frames,
 -- parsers and codec; only the container is missing.
 local function local_call(self, fn, request, on_yield)
-  local state, user_error = reader(on_yield), nil
+  local state, user_error = reader(self, on_yield, nil), nil
   -- An error of the user's on_yield passes on as it is, as from a box.
   local function write(bytes)
     local ok, err = pcall(state.feed, bytes)

@@ -11,7 +11,7 @@
 -- remaining bytes cannot hold before doing any work for it.
 local type, error, next, tostring = type, error, next, tostring
 local math_type, string_pack, string_unpack = math.type, string.pack, string.unpack
-local string_byte, string_format = string.byte, string.format
+local string_byte, string_format, math_huge = string.byte, string.format, math.huge
 local table_concat = table.concat
 
 local _M = {}
@@ -144,8 +144,10 @@ end
 
 --- decoding ------------------------------------------------------------------
 
--- Each reader takes (s, i, depth), i being the position of the value's tag, and
--- returns value, next position; or nil, nil, message for malformed input.
+-- Each reader takes (s, i, depth, st), i being the position of the value's
+-- tag, and returns value, next position; or nil, nil, message for malformed
+-- input. st is the decoding's state (see start): the values it may still
+-- create, and its slice budget.
 
 local decode
 
@@ -153,20 +155,42 @@ local function malformed(what, i)
   return nil, nil, string_format("malformed value: %s at byte %d", what, i)
 end
 
+-- The payload holds more values than the caller allows (st.max_values).
+local function too_many(st, i)
+  st.over = true
+  return nil, nil, string_format("too many values: more than %.0f in one payload (at byte %d)", st.max_values, i)
+end
+
+-- Counts one value against the limit and the slice; at the end of a slice
+-- the caller's pause runs (it may yield, or raise to give up).
+local function tally(st, i)
+  local left = st.left - 1
+  if left < 0 then return too_many(st, i) end
+  st.left = left
+  local budget = st.budget - 1
+  if budget <= 0 then
+    budget = st.slice
+    st.pause()
+  end
+  st.budget = budget
+  return true
+end
+
 -- Key tags accepted in a table; nil and tables cannot be keys.
 local KEY_TAGS = { [B_FALSE] = true, [B_TRUE] = true, [B_INT] = true, [B_FLOAT] = true, [B_STR] = true }
 
-local function decode_table(s, i, depth)
+local function decode_table(s, i, depth, st)
   if depth >= _M.MAX_DEPTH then return malformed("tables nested deeper than " .. _M.MAX_DEPTH, i) end
   local len = #s
   if len - i < 4 then return malformed("truncated table count", i) end
   local count = string_unpack(">I4", s, i + 1)
   local p = i + 5
-  -- Every pair takes at least two bytes: a larger count is a lie, refused
-  -- before any work is done for it.
+  -- Every pair takes at least two bytes, and is two values: a larger count is
+  -- a lie or over the limit, refused before any work is done for it.
   if count > (len - p + 1) // 2 then
     return malformed(string_format("table count %d larger than the bytes left can hold", count), i)
   end
+  if count * 2 > st.left then return too_many(st, i) end
   local t = {}
   for _ = 1, count do
     local kb = string_byte(s, p)
@@ -176,14 +200,14 @@ local function decode_table(s, i, depth)
       if kb == nil then return malformed("truncated table", p) end
       return malformed(string_format("unknown tag 0x%02x", kb), p)
     end
-    local k, q, err = decode(s, p, depth + 1)
+    local k, q, err = decode(s, p, depth + 1, st)
     if q == nil then return nil, nil, err end
     if k ~= k then return malformed("NaN table key", p) end
     -- A float key with an integral value lands on the integer key (Lua's rule),
     -- so 1 and 1.0 are one key: caught here as a duplicate.
     if t[k] ~= nil then return malformed("duplicate table key", p) end
     local v, r
-    v, r, err = decode(s, q, depth + 1)
+    v, r, err = decode(s, q, depth + 1, st)
     if r == nil then return nil, nil, err end
     if v == nil then return malformed("nil table value", q) end
     t[k] = v
@@ -192,10 +216,12 @@ local function decode_table(s, i, depth)
   return t, p
 end
 
-function decode(s, i, depth)
+function decode(s, i, depth, st)
   local b = string_byte(s, i)
   local len = #s
   if b == nil then return malformed("truncated (a value expected)", i) end
+  local counted, _, err = tally(st, i)
+  if not counted then return nil, nil, err end
   if b == B_NIL then return nil, i + 1 end
   if b == B_FALSE then return false, i + 1 end
   if b == B_TRUE then return true, i + 1 end
@@ -211,7 +237,7 @@ function decode(s, i, depth)
     end
     return s:sub(i + 5, i + 4 + n), i + 5 + n
   end
-  if b == B_TABLE then return decode_table(s, i, depth) end
+  if b == B_TABLE then return decode_table(s, i, depth, st) end
   return malformed(string_format("unknown tag 0x%02x", b), i)
 end
 
@@ -219,41 +245,85 @@ local function check_string(s, fn)
   if type(s) ~= "string" then error(fn .. ": a string expected, got " .. type(s), 3) end
 end
 
--- decode_value(bytes) -> v | nil, err. A decoded nil is (nil, nil): tell it
--- from a failure by the second value.
-function _M.decode_value(s)
-  check_string(s, "decode_value")
-  local v, p, err = decode(s, 1, 0)
-  if p == nil then return nil, err end
-  if p <= #s then return nil, string_format("malformed value: %d trailing bytes at byte %d", #s - p + 1, p) end
+local function no_pause() end
+
+-- The state of one decoding, from the caller's limits (see decode_value).
+local function start(limits, fn)
+  if limits == nil then return { left = math_huge, budget = math_huge, slice = math_huge, pause = no_pause } end
+  if type(limits) ~= "table" then error(fn .. ": limits must be a table", 3) end
+  local max, slice, pause = limits.max_values or math_huge, limits.slice or math_huge, limits.pause or no_pause
+  if type(max) ~= "number" or max < 0 or type(slice) ~= "number" or slice < 1 or type(pause) ~= "function" then
+    error(fn .. ": limits are {max_values = n >= 0, slice = n >= 1, pause = function}", 3)
+  end
+  return { left = max, max_values = max, budget = limits.budget or slice, slice = slice, pause = pause }
+end
+
+-- What a decoding returns on failure: nil, err, and "max_values" when it
+-- failed on that limit rather than on malformed bytes. The slice budget left
+-- goes back to the caller's limits, so that a stream of small payloads pauses
+-- as often as one big one.
+local function finish(limits, st, v, err)
+  if limits then limits.budget = st.budget end
+  if err then return nil, err, st.over and "max_values" or nil end
   return v
 end
 
--- decode_values(bytes) -> {n = count, ...} | nil, err
-function _M.decode_values(s)
+-- decode_value(bytes [, limits]) -> v | nil, err [, "max_values"]. A decoded
+-- nil is (nil, nil): tell it from a failure by the second value.
+-- limits (for bytes from a jail; none for trusted bytes):
+--   max_values  the most values the payload may create (every value counts:
+--               list items, table keys and values, the tables themselves);
+--               a payload that claims or holds more fails, before the work
+--               for a claimed count is done;
+--   slice, pause  pause() is called after each `slice` values decoded, the
+--               caller's chance to let other work run or (by raising, which
+--               passes through) to give up; `budget`, the values left of the
+--               current slice, is kept in limits from one call to the next.
+function _M.decode_value(s, limits)
+  check_string(s, "decode_value")
+  local st = start(limits, "decode_value")
+  local v, p, err = decode(s, 1, 0, st)
+  if p == nil then return finish(limits, st, nil, err) end
+  if p <= #s then
+    return finish(limits, st, nil, string_format("malformed value: %d trailing bytes at byte %d", #s - p + 1, p))
+  end
+  return finish(limits, st, v)
+end
+
+-- decode_values(bytes [, limits]) -> {n = count, ...} | nil, err [, "max_values"]
+function _M.decode_values(s, limits)
   check_string(s, "decode_values")
-  if #s < 4 then return nil, "malformed values list: truncated count at byte 1" end
+  local st = start(limits, "decode_values")
+  if #s < 4 then return finish(limits, st, nil, "malformed values list: truncated count at byte 1") end
   local n = string_unpack(">I4", s)
   -- Every value takes at least one byte.
   if n > #s - 4 then
-    return nil, string_format("malformed values list: count %d larger than the bytes left at byte 1", n)
+    return finish(limits, st, nil,
+      string_format("malformed values list: count %d larger than the bytes left at byte 1", n))
+  end
+  if n > st.left then
+    local _, _, err = too_many(st, 1)
+    return finish(limits, st, nil, err)
   end
   local t, p = { n = n }, 5
   for i = 1, n do
-    local v, q, err = decode(s, p, 0)
-    if q == nil then return nil, err end
+    local v, q, err = decode(s, p, 0, st)
+    if q == nil then return finish(limits, st, nil, err) end
     t[i], p = v, q
   end
   if p <= #s then
-    return nil, string_format("malformed values list: %d trailing bytes at byte %d", #s - p + 1, p)
+    return finish(limits, st, nil,
+      string_format("malformed values list: %d trailing bytes at byte %d", #s - p + 1, p))
   end
-  return t
+  return finish(limits, st, t)
 end
 
 --- frames --------------------------------------------------------------------
 
 _M.PROTOCOL = 1
-_M.MAX_FRAME = 64 * 1024 * 1024 -- the host parser's default limit (core.frames)
+-- The host parser's default limit (core.frames), and a jail's (max_frame):
+-- a few MiB, as what one frame costs the host once decoded is many times that.
+_M.MAX_FRAME = 4 * 1024 * 1024
 
 -- Frame types.
 _M.CALL, _M.HELLO, _M.YIELD, _M.RETURN, _M.ERROR = "C", "H", "Y", "R", "E"
