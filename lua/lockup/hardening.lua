@@ -1,8 +1,14 @@
 -- The secure defaults of a box, and the container configuration built from
 -- docker:start's options. A user who writes `docker:start{ image = ... }` and
 -- nothing else gets every limit below; each has a named option to change it.
+local core = require "lockup.core"
+local fifo = require "lockup.lane.fifo"
+local sorted_keys = require("lockup.options").sorted_keys
+
 local type, error, tostring, pairs, ipairs, tonumber = type, error, tostring, pairs, ipairs, tonumber
-local string_format, math_floor = string.format, math.floor
+local string_format, math_floor, math_huge = string.format, math.floor, math.huge
+local table_concat = table.concat
+local os_getenv = os.getenv
 
 local _M = {}
 
@@ -25,23 +31,63 @@ _M.DEFAULTS = {
   timeout = 300,            -- seconds per step
 }
 
--- "512m", "1g", "64k" or a number of bytes.
-function _M.bytes(v, name)
-  if type(v) == "number" then
-    if v >= 1 and v == math_floor(v) then return v end
-  elseif type(v) == "string" then
-    local n, unit = v:lower():match("^(%d+)([kmg]?)b?$")
-    if n then return tonumber(n) * (unit == "k" and 1024 or unit == "m" and MiB or unit == "g" and 1024 * MiB or 1) end
-  end
-  error(string_format("bad option '%s' to 'start' (a size such as 512m, 1g or a number of bytes expected, got %s)",
-    name, tostring(v)), 4)
+-- Raises `err`, if any, at the user's level (need -> container ->
+-- lifecycle.start, which docker:start tail-calls -> the user's code).
+local function need(v, err)
+  if err then error(err, 4) end
+  return v
 end
 
-local function positive(v, name)
-  if v ~= nil and not (v > 0) then -- luacheck: ignore 581 (NaN must fail too)
-    error(string_format("bad option '%s' to 'start' (a positive number expected)", name), 4)
+local function whole(v) return v == math_floor(v) end
+
+-- Docker reads 0 (and -1) as "no limit" for memory, CPUs, processes and a
+-- tmpfs's size, so a value that reaches the container's config as 0 ("0m",
+-- pids = 0.5, cpus = 1e-10) would quietly remove the limit it names. A limit
+-- is checked as it will be sent, after rounding (`sent`), against the least
+-- value that keeps it a limit and that the Engine accepts; NaN and infinities
+-- never pass. Returns sent, or nil, err.
+local function at_least(name, given, sent, least, shown)
+  if sent >= least and sent < math_huge then return sent end -- NaN fails the first test
+  local why = ""
+  if sent == sent and sent <= 0 then
+    why = string_format(", which the container's config would get as %s: no limit at all to Docker",
+      sent < 0 and "a negative number" or "0")
   end
-  return v
+  return nil, string_format("bad option '%s' to 'start' (at least %s expected, got %s%s)", name, shown,
+    type(given) == "string" and string_format("%q", given) or tostring(given), why)
+end
+
+-- "512m", "1g", "64k" or a whole number of bytes, at least `least` (written
+-- `shown`). Returns the number of bytes, or nil, err.
+local function bytes(v, name, least, shown)
+  local n
+  if type(v) == "number" and (v ~= v or whole(v)) then
+    n = v
+  elseif type(v) == "string" then
+    local digits, unit = v:lower():match("^(%d+)([kmg]?)b?$")
+    n = digits and tonumber(digits) * (unit == "k" and 1024 or unit == "m" and MiB or unit == "g" and 1024 * MiB or 1)
+  end
+  if not n then
+    return nil, string_format("bad option '%s' to 'start' (a size such as 512m or 1g, or a whole number of bytes, "
+      .. "expected, got %s)", name, tostring(v))
+  end
+  return at_least(name, v, n, least, shown)
+end
+
+-- A number of processes or files: a whole number, at least `least`.
+local function count(v, name, least)
+  if type(v) ~= "number" or (v == v and not whole(v)) then
+    return nil, string_format("bad option '%s' to 'start' (a whole number, at least %d, expected, got %s)",
+      name, least, tostring(v))
+  end
+  return at_least(name, v, v, least, tostring(least))
+end
+
+-- CPUs as Docker's NanoCpus. The kernel's smallest CFS quota (1 ms of each
+-- 100 ms period Docker uses) is a hundredth of a CPU; below it the container
+-- fails to start, and below a billionth it would get no limit at all.
+local function nano_cpus(v)
+  return at_least("cpus", v, math_floor(v * 1e9 + 0.5), 1e7, "0.01")
 end
 
 local function string_list(v, name)
@@ -64,6 +110,210 @@ local function tmpfs_options(user, size)
   local uid, gid = tostring(user):match("^(%d+):?(%d*)$")
   local owner = uid and string_format(",uid=%s,gid=%s,mode=0700", uid, gid ~= "" and gid or uid) or ",mode=1777"
   return string_format("rw,exec,nosuid,nodev,size=%d%s", size, owner)
+end
+
+-- Options that would hand the box part of the host are refused unless the
+-- caller names their kind in `unsafe = { ... }`; each name lets one kind through.
+_M.UNSAFE = {
+  sockets = "volumes of a unix socket, or of a directory holding a container engine's socket",
+  host_paths = "volumes of the host's system directories (/, /etc, /proc, /sys, /dev, /usr, /var/lib/docker, ...)",
+  capabilities = "cap_add beyond Docker's default set, or ALL",
+  unconfined = "security_opt that turns a confinement off (seccomp, AppArmor, SELinux labels, masked paths, "
+    .. "no-new-privileges, read-only cgroups)",
+}
+
+-- The set of names in start's `unsafe`, or nil, err.
+local function unsafe_set(list)
+  local set = {}
+  for k, name in pairs(list or {}) do
+    if type(k) ~= "number" or not _M.UNSAFE[name] then
+      local got = type(name) == "string" and string_format("'%s'", name) or tostring(name)
+      return nil, string_format("bad option 'unsafe' to 'start' (a list of names out of %s expected, got %s)",
+        table_concat(sorted_keys(_M.UNSAFE), ", "), got)
+    end
+    set[name] = true
+  end
+  return set
+end
+
+-- The error for an option refused as `kind`: which option, why, and the name
+-- that lets it through.
+local function refused(option, why, kind)
+  return nil, string_format("bad option '%s' to 'start' (%s; if the box must have it, give unsafe = { \"%s\" })",
+    option, why, kind)
+end
+
+-- `path` with "//", "." and ".." worked out as text, without a trailing "/".
+local function lexical(path)
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then parts[#parts] = nil
+    elseif part ~= "." then parts[#parts + 1] = part end
+  end
+  return "/" .. table_concat(parts, "/")
+end
+
+-- `path` as the kernel would follow it: the longest part of it that exists
+-- through realpath (symlinks, then ".."), the rest, which Docker would create,
+-- added as text.
+local function resolved(path)
+  local head, tail = path, nil
+  while true do
+    local real = core.realpath(head)
+    if real then return lexical(tail and (real .. "/" .. tail) or real) end
+    local parent, last = head:match("^(.*)/([^/]*)$")
+    head, tail = parent ~= "" and parent or "/", tail and (last .. "/" .. tail) or last
+  end
+end
+
+-- Both readings of a host path: Docker's (as text) and the kernel's.
+local function readings(path)
+  local a, b = lexical(path), resolved(path)
+  return a == b and { a } or { a, b }
+end
+
+local function inside(path, dir)
+  if dir == "/" then return path ~= "/" end
+  return path:sub(1, #dir + 1) == dir .. "/"
+end
+
+-- How host path p stands to the protected path t, or nil when apart.
+local function relation(p, t)
+  if p == t then return "is" end
+  if inside(p, t) then return "is inside" end
+  if inside(t, p) then return "holds" end
+  return nil
+end
+
+-- The host's system directories: read, they leak its secrets (/etc/shadow,
+-- /root, other containers' files in /var/lib/docker, /proc of host
+-- processes); written, they take it over (its programs, its boot, the
+-- kernel's controls in /proc and /sys, its devices). A volume that is one,
+-- lies inside one or holds one (/, /var) is refused; so is the parent of the
+-- fifo lanes' directories, which holds every box's FIFOs.
+local HOST_PATHS = {
+  "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/sbin", "/sys", "/usr",
+  "/var/lib/containerd", "/var/lib/containers", "/var/lib/docker", "/var/lib/kubelet",
+}
+
+-- Where container engines listen: a box that can connect to one can start a
+-- container with the host's / mounted, so it is root on the host.
+local ENGINE_SOCKETS = {
+  "/run/docker.sock", "/var/run/docker.sock", "/run/containerd/containerd.sock", "/run/podman/podman.sock",
+  "/run/crio/crio.sock", "/run/buildkit/buildkitd.sock",
+}
+
+-- The engine sockets on this host: the known places, the one lockup talks
+-- to (`client`), DOCKER_HOST's and the user's runtime directory's.
+local function engine_sockets(client)
+  local list = {}
+  for _, path in ipairs(ENGINE_SOCKETS) do list[#list + 1] = path end
+  list[#list + 1] = client
+  list[#list + 1] = (os_getenv("DOCKER_HOST") or ""):match("^unix://(/.+)$")
+  local runtime = os_getenv("XDG_RUNTIME_DIR")
+  if runtime and runtime:sub(1, 1) == "/" then
+    list[#list + 1] = runtime .. "/docker.sock"
+    list[#list + 1] = runtime .. "/podman/podman.sock"
+  end
+  return list
+end
+
+-- Why volume `given` (read as `p`) reaches one of `protected`, or nil.
+local function reaches(given, p, protected, what)
+  for _, t in ipairs(protected) do
+    for _, tp in ipairs(readings(t)) do
+      local rel = relation(p, tp)
+      if rel then
+        local shown = given == p and given or string_format("%s (%s)", given, p)
+        return string_format("%s %s %s %s", shown, rel, what, tp)
+      end
+    end
+  end
+  return nil
+end
+
+local SYSTEM_WHY = "the host's system directories hold its secrets, its programs and the kernel's controls: "
+  .. "read, they leak; written, they hand over the host"
+local SOCKET_WHY = "a box connects to a socket even through a read-only mount, and through a container "
+  .. "engine's socket it is root on the host"
+
+-- Refuses a volume whose host path hands over part of the host; true or nil, err.
+-- Sockets first: an engine's socket hands over the host most directly.
+local function check_volume(given, allowed, sockets)
+  local host_paths = {}
+  for _, path in ipairs(HOST_PATHS) do host_paths[#host_paths + 1] = path end
+  host_paths[#host_paths + 1] = fifo.parent()
+  for _, p in ipairs(readings(given)) do
+    if not allowed.sockets then
+      local st = core.lstat(p, true)
+      local why = st and st.type == "socket" and (given .. " is a unix socket")
+        or reaches(given, p, sockets, "the engine socket")
+      if why then return refused("volumes", why .. ": " .. SOCKET_WHY, "sockets") end
+    end
+    local why = not allowed.host_paths and reaches(given, p, host_paths, "the host's")
+    if why then return refused("volumes", why .. ": " .. SYSTEM_WHY, "host_paths") end
+  end
+  return true
+end
+
+-- Docker's default capabilities: those `docker run` gives a container
+-- unasked, and the only ones cap_add gives back without unsafe. Any other is
+-- one Docker itself withholds because it reaches past the container.
+local DOCKER_CAPS = {
+  AUDIT_WRITE = true, CHOWN = true, DAC_OVERRIDE = true, FOWNER = true, FSETID = true, KILL = true, MKNOD = true,
+  NET_BIND_SERVICE = true, NET_RAW = true, SETFCAP = true, SETGID = true, SETPCAP = true, SETUID = true,
+  SYS_CHROOT = true,
+}
+local CAP_WHY = {
+  ALL = "every capability: a root box with them is as good as --privileged",
+  SYS_ADMIN = "mount, namespaces and many kernel controls: the classic container escape",
+  SYS_PTRACE = "tracing the processes it sees: reading and changing their memory",
+  SYS_MODULE = "loading code into the host's kernel",
+  DAC_READ_SEARCH = "open_by_handle_at: reading any file on the host's filesystems",
+  NET_ADMIN = "control of network interfaces, routes and firewalls",
+  SYS_RAWIO = "raw I/O to ports and devices",
+  SYS_TIME = "setting the host's clock",
+  SYS_RESOURCE = "raising its own limits past the box's",
+  BPF = "loading BPF programs into the host's kernel",
+}
+
+-- Refuses a capability beyond Docker's default set; true or nil, err.
+local function check_capability(cap)
+  local name = cap:upper():gsub("^CAP_", "")
+  if DOCKER_CAPS[name] then return true end
+  return refused("cap_add", string_format("%s (%s) is not in Docker's default set (%s)", cap,
+    CAP_WHY[name] or "a power Docker withholds from containers", table_concat(sorted_keys(DOCKER_CAPS), ", ")),
+    "capabilities")
+end
+
+local FALSE, TRUE = { ["0"] = true, f = true, ["false"] = true }, { ["1"] = true, t = true, ["true"] = true }
+
+-- What a security_opt entry switches off, as Docker reads it ("key=value",
+-- or the older "key:value"), or nil when it confines no less.
+local function unconfined_why(entry)
+  local key, value = entry:match("^%s*([^=:]-)%s*[=:]%s*(.-)%s*$")
+  key, value = (key or entry):lower(), (value or ""):lower()
+  if key == "seccomp" and value == "unconfined" then
+    return "the seccomp filter: every system call, those of container escapes too, reaches the kernel"
+  elseif key == "apparmor" and value == "unconfined" then
+    return "AppArmor confinement"
+  elseif key == "label" and value == "disable" then
+    return "SELinux separation"
+  elseif key == "systempaths" and value == "unconfined" then
+    return "the masks Docker puts on /proc and /sys paths (kcore, sysrq-trigger, ...)"
+  elseif key == "no-new-privileges" and FALSE[value] then
+    return "no-new-privileges, which lockup sets: setuid programs could gain privileges again"
+  elseif key == "writable-cgroups" and TRUE[value] then
+    return "read-only cgroups: the box could change its own limits"
+  end
+  return nil
+end
+
+-- Refuses a security_opt entry that turns a confinement off; true or nil, err.
+local function check_security_opt(entry)
+  local off = unconfined_why(entry)
+  if not off then return true end
+  return refused("security_opt", string_format("%q turns off %s", entry, off), "unconfined")
 end
 
 -- Host directories mounted into the box: { ["/host/dir"] = "/box/dir" } is
@@ -97,26 +347,51 @@ function _M.writable(host)
   return list
 end
 
+-- Refuses what would hand the box part of the host unless `unsafe` names
+-- its kind; `client` is the socket lockup talks to. True, or nil, err for the
+-- first option refused.
+local function check_unsafe(opts, client)
+  local allowed, err = unsafe_set(opts.unsafe)
+  if not allowed then return nil, err end
+  local sockets = engine_sockets(client)
+  for _, host_path in ipairs(sorted_keys(opts.volumes or {})) do
+    local ok, why = check_volume(host_path, allowed, sockets)
+    if not ok then return nil, why end
+  end
+  for _, cap in ipairs(allowed.capabilities and {} or opts.cap_add or {}) do
+    local ok, why = check_capability(cap)
+    if not ok then return nil, why end
+  end
+  for _, entry in ipairs(allowed.unconfined and {} or opts.security_opt or {}) do
+    local ok, why = check_security_opt(entry)
+    if not ok then return nil, why end
+  end
+  return true
+end
+
 -- Returns the fields of a create request that hardening decides: the Config
--- part (User, WorkingDir, NetworkDisabled) and the HostConfig.
-function _M.container(opts)
+-- part (User, WorkingDir, NetworkDisabled) and the HostConfig. `client`: the
+-- unix socket this client reaches the Engine through, if any.
+function _M.container(opts, client)
   local D = _M.DEFAULTS
   local user = opts.user or D.user
   local workdir = opts.workdir or D.workdir
   local network = opts.network or D.network
   local read_only = opts.read_only
   if read_only == nil then read_only = D.read_only end
-  local disk = opts.disk and _M.bytes(opts.disk, "disk") or D.disk
-  local memory = opts.memory and _M.bytes(opts.memory, "memory") or D.memory
-  local cpus = positive(opts.cpus, "cpus") or D.cpus
-  local pids = positive(opts.pids, "pids") or D.pids
+  local disk = opts.disk and need(bytes(opts.disk, "disk", 1, "1 byte")) or D.disk
+  -- Docker refuses less than 6 MiB ("Minimum memory limit allowed is 6MB").
+  local memory = opts.memory and need(bytes(opts.memory, "memory", 6 * MiB, "6m")) or D.memory
+  local nano = need(nano_cpus(opts.cpus or D.cpus))
+  local pids = opts.pids and need(count(opts.pids, "pids", 1)) or D.pids
   local ulimits = opts.ulimits or {}
-  for k, v in pairs(ulimits) do
-    if (k ~= "nofile" and k ~= "fsize") or (k == "nofile" and (type(v) ~= "number" or v < 1)) then
+  for k in pairs(ulimits) do
+    if k ~= "nofile" and k ~= "fsize" then
       error("bad option 'ulimits' to 'start' ({ nofile = n, fsize = bytes } expected)", 3)
     end
   end
-  local fsize = ulimits.fsize and _M.bytes(ulimits.fsize, "ulimits.fsize") or D.fsize
+  local nofile = ulimits.nofile and need(count(ulimits.nofile, "ulimits.nofile", 1)) or D.nofile
+  local fsize = ulimits.fsize and need(bytes(ulimits.fsize, "ulimits.fsize", 1, "1 byte")) or D.fsize
 
   local mounts = {}
   for _, path in ipairs(string_list(opts.tmpfs, "tmpfs") or { "/tmp", workdir }) do
@@ -125,6 +400,8 @@ function _M.container(opts)
   local cap_add = string_list(opts.cap_add, "cap_add")
   local security_opt = { "no-new-privileges" }
   for _, s in ipairs(string_list(opts.security_opt, "security_opt") or {}) do security_opt[#security_opt + 1] = s end
+  local volumes = binds(opts.volumes)
+  need(check_unsafe(opts, client))
 
   local config = { User = user, WorkingDir = workdir, NetworkDisabled = not network }
   local host = {
@@ -133,16 +410,16 @@ function _M.container(opts)
     LogConfig = { Type = "none", Config = {} }, -- output is ours alone, never on the daemon's disk
     ReadonlyRootfs = read_only,
     Tmpfs = mounts,
-    Binds = binds(opts.volumes),
+    Binds = volumes,
     CapDrop = { "ALL" },
     CapAdd = cap_add,
     SecurityOpt = security_opt,
     Memory = memory,
     MemorySwap = memory,
-    NanoCpus = math_floor(cpus * 1e9),
-    PidsLimit = math_floor(pids),
+    NanoCpus = nano,
+    PidsLimit = pids,
     Ulimits = {
-      { Name = "nofile", Soft = ulimits.nofile or D.nofile, Hard = ulimits.nofile or D.nofile },
+      { Name = "nofile", Soft = nofile, Hard = nofile },
       { Name = "fsize", Soft = fsize, Hard = fsize },
     },
     Runtime = opts.runtime,

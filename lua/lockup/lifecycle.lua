@@ -36,6 +36,7 @@ _M.START_OPTIONS = {
   network = "boolean", cap_add = "table", read_only = "boolean", memory = "number|string", cpus = "number",
   pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
   security_opt = "table", volumes = "table",
+  unsafe = "table", -- lets through options that hand the box part of the host (hardening.UNSAFE)
 }
 
 -- Checks a lane's name (from start, connect or LOCKUP_LANE); raises at level.
@@ -109,7 +110,7 @@ function _M.start(d, opts, mt)
   local shell = opts.shell or "/bin/sh"
   local labels = labels_of(opts)
   local env = exec.env_list(opts.env, "start")
-  local config, host = hardening.container(opts)
+  local config, host = hardening.container(opts, d.socket)
   for _, b in ipairs(host.Binds or {}) do
     if b:match("^[^:]*:([^:]*)") == fifo.MOUNT then
       error("bad option 'volumes' to 'start' (" .. fifo.MOUNT .. " is lockup's own mount)", 2)

@@ -2,6 +2,7 @@
 -- such as `memroy` must never pass silently.
 local type, pairs, error, tostring = type, pairs, error, tostring
 local string_format, table_concat, table_sort = string.format, table.concat, table.sort
+local math_huge, math_floor = math.huge, math.floor
 
 local _M = {}
 
@@ -31,8 +32,16 @@ function _M.check(opts, known, fname, level)
         type(v)), level)
     end
   end
-  if opts.timeout and not (opts.timeout > 0) then -- luacheck: ignore 581 (NaN must fail too)
-    error(string_format("bad option 'timeout' to '%s' (positive number of seconds expected)", fname), level)
+  -- An infinite timeout would let a call never end; max_output 0 (or a
+  -- fraction) would reach the core as "no cap".
+  if opts.timeout and not (opts.timeout > 0 and opts.timeout < math_huge) then -- luacheck: ignore 581 (NaN too)
+    error(string_format("bad option 'timeout' to '%s' (positive, finite number of seconds expected, got %s)",
+      fname, tostring(opts.timeout)), level)
+  end
+  local max = opts.max_output
+  if max and not (max >= 1 and max < math_huge and max == math_floor(max)) then -- luacheck: ignore 581
+    error(string_format("bad option 'max_output' to '%s' (a whole number of bytes, at least 1, expected, got %s)",
+      fname, tostring(max)), level)
   end
   return opts
 end
