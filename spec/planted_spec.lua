@@ -123,6 +123,34 @@ describe("host files swapped between listing and reading", function()
     end)
   end
 
+  -- docker:build lists its context, then reads the Dockerfile (in image.lua's
+  -- dockerfile_text) and sends the context: the swap is made by a call hook
+  -- as that function is entered, between the listing and the reads.
+  for _, plant in ipairs(PLANTS) do
+    it("build: a Dockerfile swapped for " .. plant[1] .. " after the listing is refused", function()
+      helper.write(dir .. "/Dockerfile", "FROM busybox:local\n" .. ("#"):rep(#SECRET - 19))
+      local swap = plant[2](dir .. "/Dockerfile.new") .. " && mv -f " .. q(dir .. "/Dockerfile.new") .. " "
+        .. q(dir .. "/Dockerfile")
+      local out, ok = bounded(globals { dir = dir, swap = swap } .. [[
+        local d = assert(require("lockup").connect())
+        debug.sethook(function()
+          local info = debug.getinfo(2, "nS")
+          if info.name == "dockerfile_text" and info.short_src:find("image.lua", 1, true) then
+            debug.sethook()
+            assert(os.execute("unset LD_PRELOAD; " .. swap))
+          end
+        end, "c")
+        local id, err = d:build { context = dir }
+        io.write(id and ("BUILT " .. id) or ("ERR " .. tostring(err)))
+      ]])
+      assert.is_true(ok, "the build did not finish (blocked?): " .. out)
+      assert.matches("^ERR build context: ", out)
+      assert.matches(dir .. "/Dockerfile: now ", out, 1, true)
+      assert.matches("changed between listing and reading", out, 1, true)
+      assert.is_nil(out:find(SECRET, 1, true))
+    end)
+  end
+
   it("a subdirectory swapped for a symlink between its parent's listing and its own is refused", function()
     helper.sh("mkdir " .. q(dir .. "/sub") .. " && printf x > " .. q(dir .. "/sub/f"))
     local core = require "lockup.core"
@@ -167,34 +195,38 @@ describe("host files swapped between listing and reading", function()
 end)
 
 describe("a box with the directory mounted :rw, swapping files in a loop", function()
-  local dir, away, box
+  local root, dir, away, box
   local SECRET = "SECRET-" .. require("lockup.core").random_hex(8)
-  local SECONDS = 8 -- of each kind of host work while the box swaps
+  local SECONDS = 6 -- of host work while the box swaps, for each test
 
   before_each(function()
-    dir, away = helper.tmpdir(), helper.tmpdir()
+    -- root is mounted into the box; the host lists and reads root/ctx; the
+    -- box makes what it plants in root/tmp, then renames it into ctx
+    root, away = helper.tmpdir(), helper.tmpdir()
+    dir = root .. "/ctx"
     helper.write(away .. "/secret", SECRET .. "\n")
-    helper.sh("chmod 600 " .. q(away .. "/secret") .. " && chmod 0777 " .. q(dir))
+    helper.sh("chmod 600 " .. q(away .. "/secret") .. " && mkdir " .. q(dir) .. " " .. q(root .. "/tmp"))
     helper.write(dir .. "/Dockerfile", "FROM busybox:local\n")
     helper.write(dir .. "/f", "innocent\n")
-    -- names after Dockerfile and f, so that listing them widens the window
-    -- between the listing of f and its read (the attack does not need it;
-    -- it makes it land in seconds instead of minutes)
-    helper.sh("cd " .. q(dir) .. " && for i in $(seq 100 399); do echo $i > p$i; done && chmod 0666 *")
-    box = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/x:rw" } })
+    -- Names after Dockerfile and f: listing them widens the window between
+    -- the listing of those two and their reads. The attack does not need it;
+    -- it makes the swaps land within seconds on the code before the fix.
+    helper.sh("cd " .. q(dir) .. " && for i in $(seq 1000 2999); do echo $i > p$i; done && chmod -R a+rwX "
+      .. q(root))
+    box = assert(helper.docker():start { image = helper.IMAGE, volumes = { [root] = "/x:rw" } })
     -- In the box: f and Dockerfile become, in turn, a symlink to the host's
     -- secret (a path the box cannot read itself), a FIFO and a file again.
     local loop = "cd /x && while :; do for n in f Dockerfile; do "
-      .. "ln -s " .. q(away .. "/secret") .. " .t.$n && mv -f .t.$n $n; "
-      .. "mkfifo .t.$n && mv -f .t.$n $n; "
-      .. "echo FROM busybox:local > .t.$n && mv -f .t.$n $n; done; done"
+      .. "ln -s " .. q(away .. "/secret") .. " tmp/$n && mv -f tmp/$n ctx/$n; "
+      .. "mkfifo tmp/$n && mv -f tmp/$n ctx/$n; "
+      .. "echo FROM busybox:local > tmp/$n && mv -f tmp/$n ctx/$n; done; done"
     local r = assert(box:run("(" .. loop .. ") >/dev/null 2>&1 &"))
     assert.equal(0, r.code)
   end)
 
   after_each(function()
     if box then box:stop() end
-    helper.rm_rf(dir)
+    helper.rm_rf(root)
     helper.rm_rf(away)
   end)
 
