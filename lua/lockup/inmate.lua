@@ -59,7 +59,8 @@ local VIOLATION = setmetatable({}, { __tostring = function() return "inmate prot
 --   kind: "error" (raised inside the jail), "unknown_function", "argument"
 --   (cannot be sent), "timeout", "oom", "crashed" (the jail's Lua ended without
 --   an answer), "died" (the container went away), "protocol" (the jail sent
---   something that is not the protocol), "build", "closed".
+--   something that is not the protocol, or a frame over max_frame or
+--   max_values), "build", "closed".
 local error_mt = { __name = "lockup.inmate.error" } -- no methods: fields and tostring
 
 function error_mt.__tostring(self)
