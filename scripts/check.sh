@@ -1,13 +1,14 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (README: `make check`). Sets up what is
 # missing, then: the specs on the plain build, once with boxes on the fifo
-# lane (the default here) and once on the attach lane, the same specs with the
-# core under AddressSanitizer + UBSan, the core compiled against LuaJIT, and a
-# short libFuzzer run of each parser. Ends
-# with one line of its own, "N passed, N failed", and exits non-zero on any failure.
+# lane (the default here) and once on the attach lane; the hostile suite again
+# under dash and bash on both lanes, and under gVisor (runsc); the specs with
+# the core under AddressSanitizer + UBSan, the core compiled against LuaJIT,
+# and a short libFuzzer run of each parser. Ends with one line of its own,
+# "N passed, N failed", and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -45,6 +46,11 @@ step "build" make --no-print-directory
 step "luacheck" make --no-print-directory lint
 suite "specs (fifo lane)" make --no-print-directory test
 suite "specs (attach lane)" make --no-print-directory test-attach
+for sh in dash bash; do
+    suite "hostile suite ($sh, fifo lane)" env LOCKUP_LANE=fifo make --no-print-directory "test-$sh"
+    suite "hostile suite ($sh, attach lane)" env LOCKUP_LANE=attach make --no-print-directory "test-$sh"
+done
+suite "hostile suite (gVisor runsc, attach lane)" make --no-print-directory test-runsc
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.

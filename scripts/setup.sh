@@ -27,7 +27,7 @@ trap 'exit 143' TERM
 
 # --- Debian packages --------------------------------------------------------
 PACKAGES="make gcc pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev
-lua-busted docker.io busybox-static debootstrap libarchive-dev libssl-dev
+lua-busted docker.io busybox-static bash-static debootstrap libarchive-dev libssl-dev
 ${LOCKUP_EXTRA_PACKAGES:-}"
 missing=""
 for p in $PACKAGES; do
@@ -84,22 +84,70 @@ if ! docker version >/dev/null 2>&1; then
     start_dockerd || { sleep 2; start_dockerd; } || exit 1
 fi
 
-# --- the test image: busybox:local, FROM scratch + Debian's static busybox ----
-if ! docker image inspect busybox:local >/dev/null 2>&1; then
-    say "building image busybox:local"
+# --- test images FROM scratch: Debian's static busybox, and for bash:local
+# Debian's static bash as /bin/sh and /bin/bash (busybox for the other tools) --
+# scratch_image TAG [SHELL]: builds TAG unless the Engine already has it.
+scratch_image() {
+    tag=$1 shell=${2:-}
+    docker image inspect "$tag" >/dev/null 2>&1 && return 0
+    say "building image $tag"
     root=$(mktemp -d)
     TEMP_DIRS="$TEMP_DIRS $root"
     mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/home/sandbox"
     chmod 1777 "$root/tmp"
     cp /bin/busybox "$root/bin/busybox"
+    if [ -n "$shell" ]; then
+        cp "$shell" "$root/bin/bash"
+        ln -s bash "$root/bin/sh"
+    fi
     for applet in $("$root/bin/busybox" --list); do
         [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
     done
     printf 'root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/home/sandbox:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
     printf 'root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n' >"$root/etc/group"
     chown 1000:1000 "$root/home/sandbox"
-    tar -C "$root" -c . | docker import - busybox:local >/dev/null
-fi
+    tar -C "$root" -c . | docker import - "$tag" >/dev/null
+}
+scratch_image busybox:local
+scratch_image bash:local /bin/bash-static
+
+# --- gVisor: Debian's runsc as the Engine's runtime "runsc", when installed ---
+# With the ptrace platform (no KVM here) and gVisor's own --network=none: a box
+# has networking off anyway, and runsc refuses to set up interfaces here
+# ("cannot run with network enabled in root network namespace"). The runtime
+# goes into /etc/docker/daemon.json (merged with what is there) and dockerd
+# rereads that file on SIGHUP: no restart, running containers are left alone.
+RUNSC_ARGS='"--platform=ptrace","--network=none"'
+# Does the Engine know runtime runsc, with these arguments?
+runsc_registered() {
+    docker info --format '{{json .Runtimes.runsc}}' | grep -qF "\"runtimeArgs\":[$RUNSC_ARGS]"
+}
+register_runsc() {
+    runsc=$(command -v runsc) || return 0
+    runsc_registered && return 0
+    say "registering runtime runsc ($runsc $RUNSC_ARGS) in /etc/docker/daemon.json"
+    as_root mkdir -p /etc/docker
+    merged=$(RUNSC=$runsc RUNSC_ARGS=$RUNSC_ARGS lua5.4 -e '
+        local cjson = require "cjson"
+        if cjson.encode_escape_forward_slash then cjson.encode_escape_forward_slash(false) end
+        local f, conf = io.open("/etc/docker/daemon.json"), {}
+        if f then conf = cjson.decode(f:read("a")); f:close() end
+        conf.runtimes = conf.runtimes or {}
+        conf.runtimes.runsc = { path = os.getenv("RUNSC"), runtimeArgs = cjson.decode("[" .. os.getenv("RUNSC_ARGS") .. "]") }
+        io.write(cjson.encode(conf), "\n")') || { say "/etc/docker/daemon.json is not valid JSON: fix it first"; exit 1; }
+    printf '%s\n' "$merged" | as_root tee /etc/docker/daemon.json.lockup >/dev/null
+    as_root mv /etc/docker/daemon.json.lockup /etc/docker/daemon.json
+    pid=$(cat /var/run/docker.pid 2>/dev/null) || pid=""
+    [ -n "$pid" ] || { say "no /var/run/docker.pid: reload dockerd yourself (SIGHUP) to see runtime runsc"; exit 1; }
+    as_root kill -HUP "$pid"
+    i=0
+    until runsc_registered; do
+        i=$((i + 1))
+        [ $i -le 20 ] || { say "dockerd did not take runtime runsc; see /var/log/lockup-dockerd.log"; exit 1; }
+        sleep 0.5
+    done
+}
+register_runsc
 
 # --- Debian images, built with debootstrap from this machine's apt mirror ------
 # The mirror: the first URIs: of debian.sources that is not the security archive,

@@ -5,7 +5,10 @@ local now = require("lockup.core").monotime
 
 local helper = {}
 
-helper.IMAGE = "busybox:local"
+-- The image (and shell) and the runtime the boxes of the specs run with: the
+-- hostile suite runs again under others (Makefile: test-dash, test-bash, test-runsc).
+helper.IMAGE = os.getenv("LOCKUP_TEST_IMAGE") or "busybox:local"
+helper.RUNTIME = os.getenv("LOCKUP_TEST_RUNTIME") -- nil: the Engine's default
 helper.LABEL = "lockup.owner"
 
 local docker
