@@ -50,54 +50,76 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
--- Bytes as a printf format that prints exactly them (NULs included).
-local function printf_literal(s)
-  return "'" .. s:gsub("[%z\1-\31\127-\255'\\%%]", function(c)
-    return string_format("\\%03o", c:byte())
-  end) .. "'"
+-- Bytes as a printf format that prints exactly them (NULs included). A
+-- leading "-" is escaped too: dash's and bash's printf would take the format
+-- for an option, and print nothing.
+local function octal(c)
+  return string_format("\\%03o", c:byte())
 end
 
--- The text that runs `cmd` in the session shell. Fds 7 and 8 are set afresh
--- from the shell's own stdout and stderr (a step may have changed them), and
--- `command eval` keeps a syntax error in cmd from ending the shell; the braces
--- run it in the shell itself, so cd, variables and functions persist; the
--- redirections on the group give it the shell's stdout/stderr afresh and
--- restore them after (a step may close its own). stdin is /dev/null, or a
--- file holding exactly opts.stdin, written by printf lines first (stdin never
--- travels raw on the shell's input, where the shell would read it as
--- commands) and unlinked once open.
+local function printf_literal(s)
+  local text = s:gsub("[%z\1-\31\127-\255'\\%%]", octal)
+  if text:sub(1, 1) == "-" then text = "\\055" .. text:sub(2) end
+  return "'" .. text .. "'"
+end
+
+-- The text that runs `body` (shell text) in the session shell. Fds 7 and 8
+-- are set afresh from the shell's own stdout and stderr (a step may have
+-- changed them); the braces run it in the shell itself, so cd, variables and
+-- functions persist; the redirections on the group give it the shell's
+-- stdout/stderr afresh and restore them after (a step may close its own).
+-- Then the tail prints the sentinel with the exit code, which waits in $1
+-- meanwhile (`set --` and `shift` leave "$@" as it was).
+-- The protocol's own words are written so that a step cannot redefine them
+-- by accident or on purpose with what it can leave behind: a backslash keeps
+-- aliases away, `command` bypasses functions, special builtins cannot be
+-- functions (POSIX; bash in its own mode is the exception), the tail drops
+-- a function named `command` and all aliases before the next line is read,
+-- and "$?" is quoted against a step's IFS. What code in the box can still do
+-- to later steps is in README.md ("What the sentinel promises").
 -- Once the session shell's pid is known, only that process goes on to print
 -- the sentinel: a forked copy of the shell whose `eval` failed (a background
 -- job with a syntax error, a fork bomb's "can't fork") returns from it into
--- the rest of this line, and would print it, then read later steps. The exit
--- code waits in $1 meanwhile (`set --` and `shift` leave "$@" as it was).
+-- the rest of this line, and would print it, then read later steps.
 local function tail_of(shell_pid)
   local guard = shell_pid and string_format(
-    "[ -d /proc/%d ] && ! [ /proc/self -ef /proc/%d ] && exit; ", shell_pid, shell_pid) or ""
-  return "set -- $? \"$@\"; " .. guard .. "command printf '\\001", " %d\\n' \"$1\"; shift; "
-    .. "command printf '\\001", " 0\\n' >&2\n"
+    "\\command [ -d /proc/%d ] && ! \\command [ /proc/self -ef /proc/%d ] && \\exit; ", shell_pid, shell_pid) or ""
+  return "\\set -- \"$?\" \"$@\"; \\unset -f command; \\unalias -a 2>/dev/null; " .. guard
+    .. "\\command printf '\\001", " %d\\n' \"$1\"; \\shift; \\command printf '\\001", " 0\\n' >&2\n"
 end
 
 -- The sentinel part of a command line is three pieces around the token; the
 -- last shell pid's are kept (a box's steps come in runs: a hot path).
 local last_pid, t1, t2, t3 = -1, nil, nil, nil
 
-function _M.command_line(cmd, token_hex, stdin, shell_pid)
+local function step_line(body, input, token_hex, shell_pid)
   if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
-  local tail = t1 .. token_hex .. t2 .. token_hex .. t3
-  local open = "exec 7>&1 8>&2; "
-  if not stdin then
-    return open .. "{ command eval " .. shell_quote(cmd) .. "; } </dev/null >&7 2>&8; " .. tail
+  return "\\exec 7>&1 8>&2; { " .. body .. "; } <" .. input .. " >&7 2>&8; " .. t1 .. token_hex .. t2 .. token_hex .. t3
+end
+
+-- The line that runs `cmd` (`command eval` keeps a syntax error in it from
+-- ending the shell). Its stdin is /dev/null, or the file `source` holding
+-- opts.stdin (written by stdin_writer in a step before: stdin never travels
+-- raw on the shell's input, where the shell would read it as commands),
+-- unlinked once open.
+function _M.command_line(cmd, token_hex, source, shell_pid)
+  if not source then
+    return step_line("\\command eval " .. shell_quote(cmd), "/dev/null", token_hex, shell_pid)
   end
-  local lines = {}
-  local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
-  lines[1] = "command printf '' >" .. source
-  for i = 1, #stdin, STDIN_CHUNK do
-    lines[#lines + 1] = "command printf " .. printf_literal(stdin:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
+  return step_line("\\command rm -f " .. source .. " 2>/dev/null; \\command eval " .. shell_quote(cmd),
+    source, token_hex, shell_pid)
+end
+
+-- The shell text that writes `data` into the file `source`: printf lines of
+-- STDIN_CHUNK bytes, chained with && so that the first that fails (a full
+-- disk) ends the chain, which then removes the file and fails: a step's stdin
+-- is never silently short.
+local function stdin_writer(data, source)
+  local lines = { "\\command printf '' >" .. source }
+  for i = 1, #data, STDIN_CHUNK do
+    lines[#lines + 1] = "\\command printf " .. printf_literal(data:sub(i, i + STDIN_CHUNK - 1)) .. " >>" .. source
   end
-  lines[#lines + 1] = string_format("%s{ rm -f %s 2>/dev/null; command eval %s; } <%s >&7 2>&8; %s",
-    open, source, shell_quote(cmd), source, tail)
-  return table_concat(lines, "\n")
+  return "{ " .. table_concat(lines, " &&\n") .. "; } || { \\command rm -f " .. source .. "; \\command false; }"
 end
 
 -- Did a process of the step die of SIGKILL? The shell reports "Killed" for a
@@ -111,7 +133,7 @@ end
 -- shell's pid, then the pids of every process but the probe's own subshell: at
 -- start, that is the lifeline, cat and the session shell, the processes a
 -- sweep spares. Shell builtins in a subshell (no state leaks into the session).
-local PROBE = "(read -r l </proc/self/stat; set -- $l; me=$1; k=; for d in /proc/[0-9]*; do "
+local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for d in /proc/[0-9]*; do "
   .. 'p=${d#/proc/}; [ "$p" = "$me" ] || k="$k $p"; done; n=0; '
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
   .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
@@ -212,23 +234,54 @@ local function ended(box, out)
   return result.new(out)
 end
 
--- Runs cmd in the session shell (the box's lock held): a result, or nil, err.
-function _M.run(box, cmd, opts)
-  local started = now()
-  local deadline = started + (opts.timeout or box.timeout)
+-- Sends one step's line and follows it to its end: the status ("exit",
+-- "timeout", "eof") or nil, err; fills `out`.
+local function step_run(box, line_of, opts, deadline, out)
   local token_hex = core.random_hex(16)
   local lane, stream = box.lane, box.stream
   step.arm(box, stream, "\1" .. token_hex, opts)
-  local out = {}
-  local st, err = step.send(lane, stream, _M.command_line(cmd, token_hex, opts.stdin, box.shell_pid), opts, deadline)
+  local st, err = step.send(lane, stream, line_of(token_hex), opts, deadline)
   if st == true then
     st, err = step.follow(box, lane, stream, opts, deadline, out)
   elseif st == "timeout" then
     out.timed_out = true
   end
+  if st == "exit" then out.code = stream:code() end
+  return st, err
+end
+
+-- Writes opts.stdin into a file in the box, in a step of its own: the
+-- file's path; or nil, "refused", err when the box could not write it; or
+-- nil and the step's status or error (a timeout, the session lost).
+local function write_stdin(box, data, deadline, out)
+  local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
+  local writer = stdin_writer(data, source)
+  local st, err = step_run(box, function(token_hex)
+    return step_line(writer, "/dev/null", token_hex, box.shell_pid)
+  end, {}, deadline, out)
+  if st ~= "exit" or out.code == 0 then return st == "exit" and source or nil, st, err end
+  return nil, "refused", string_format("could not write the step's stdin (%d bytes) into the box, in %s: %s "
+    .. "(it goes to a file there first; is that disk full? start{ disk = ... })", #data,
+    "${TMPDIR:-/tmp}", (out.stderr:gsub("%s+$", "")))
+end
+
+-- Runs cmd in the session shell (the box's lock held): a result, or nil, err.
+function _M.run(box, cmd, opts)
+  local started = now()
+  local deadline = started + (opts.timeout or box.timeout)
+  local out, st, err, source = {}, nil, nil, nil
+  if opts.stdin then
+    source, st, err = write_stdin(box, opts.stdin, deadline, out)
+    if st == "refused" then return nil, err end
+    if source then out = {} end
+  end
+  if source or not opts.stdin then
+    st, err = step_run(box, function(token_hex)
+      return _M.command_line(cmd, token_hex, source, box.shell_pid)
+    end, opts, deadline, out)
+  end
   out.duration = now() - started
   if st == "exit" then
-    out.code = stream:code()
     if cmd ~= PROBE and _M.killed(out) then out.oom = _M.oom_killed(box) end
     return result.new(out)
   elseif st == "timeout" then -- killing the step's processes did not end it: the shell itself runs on
