@@ -90,6 +90,7 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
 	$(RUN_ENV) $(LUA) bench/files.lua
 	$(RUN_ENV) $(LUA) bench/inmate.lua
+	$(RUN_ENV) $(LUA) bench/runtimes.lua
 
 include fuzz/fuzz.mk
 
