@@ -2,6 +2,7 @@
 -- core.stream() with no sentinel armed: every payload byte is output.
 local core = require "lockup.core"
 local B = require "support.bytes"
+local C = require "support.compat"
 
 local frame, bytes, splits = B.frame, B.bytes, B.splits
 
@@ -49,8 +50,8 @@ local good = {
 	},
 	{
 		name = "payload that looks like a header",
-		wire = frame(1, frame(2, "inner")) .. frame(2, string.pack(">I4I4", 0x09000000, 0xffffffff)),
-		out = frame(2, "inner"), err = string.pack(">I4I4", 0x09000000, 0xffffffff),
+		wire = frame(1, frame(2, "inner")) .. frame(2, C.bin_pack(">I4I4", 0x09000000, 0xffffffff)),
+		out = frame(2, "inner"), err = C.bin_pack(">I4I4", 0x09000000, 0xffffffff),
 	},
 	{
 		name = "a frame longer than a read",
@@ -136,11 +137,11 @@ describe("demux", function()
 	end)
 
 	local bad = {
-		{ name = "stream id 4", head = string.pack(">BBBBI4", 4, 0, 0, 0, 1) },
-		{ name = "stream id 255", head = string.pack(">BBBBI4", 255, 0, 0, 0, 1) },
-		{ name = "reserved byte 1 set", head = string.pack(">BBBBI4", 1, 1, 0, 0, 1) },
-		{ name = "reserved byte 2 set", head = string.pack(">BBBBI4", 1, 0, 0x80, 0, 1) },
-		{ name = "reserved byte 3 set", head = string.pack(">BBBBI4", 2, 0, 0, 0xff, 1) },
+		{ name = "stream id 4", head = C.bin_pack(">BBBBI4", 4, 0, 0, 0, 1) },
+		{ name = "stream id 255", head = C.bin_pack(">BBBBI4", 255, 0, 0, 0, 1) },
+		{ name = "reserved byte 1 set", head = C.bin_pack(">BBBBI4", 1, 1, 0, 0, 1) },
+		{ name = "reserved byte 2 set", head = C.bin_pack(">BBBBI4", 1, 0, 0x80, 0, 1) },
+		{ name = "reserved byte 3 set", head = C.bin_pack(">BBBBI4", 2, 0, 0, 0xff, 1) },
 		{ name = "a TTY stream's plain text", head = "total 4\ndrwxr" },
 	}
 	for _, case in ipairs(bad) do

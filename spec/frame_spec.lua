@@ -3,11 +3,12 @@
 -- err, frames_before; f:buffered() -> bytes of an incomplete frame held.
 local core = require "lockup.core"
 local B = require "support.bytes"
+local C = require "support.compat"
 
 local bytes, splits = B.bytes, B.splits
 
 local function frame(kind, payload)
-	return kind .. string.pack(">I4", #payload) .. payload
+	return kind .. C.bin_pack(">I4", #payload) .. payload
 end
 
 -- Feeds `pieces` in order to a fresh parser; returns the frames as {type,

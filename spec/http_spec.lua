@@ -181,7 +181,7 @@ describe("http response", function()
 			end)
 			it("cut in three: every second cut after a sample of first cuts", function()
 				local w = case.wire
-				for i = 0, #w, math.max(3, #w // 24) do
+				for i = 0, #w, math.max(3, math.floor(#w / 24)) do
 					for j = i, #w do
 						local res = run({ w:sub(1, i), w:sub(i + 1, j), w:sub(j + 1) }, case.head_request)
 						check(case, res, "cut at " .. i .. " and " .. j)

@@ -4,6 +4,7 @@
 -- code (1 to 10 digits, at most 2^31 - 1).
 local core = require "lockup.core"
 local B = require "support.bytes"
+local C = require "support.compat"
 
 local frame, bytes, splits = B.frame, B.bytes, B.splits
 
@@ -280,7 +281,7 @@ describe("sentinel", function()
 	end)
 
 	it("reports a bad frame header even after the exit in the same read", function()
-		feed_fails(armed(), frame(1, T .. " 0\n") .. frame(2, T .. " 0\n") .. string.pack(">BBBBI4", 9, 0, 0, 0, 0),
+		feed_fails(armed(), frame(1, T .. " 0\n") .. frame(2, T .. " 0\n") .. C.bin_pack(">BBBBI4", 9, 0, 0, 0, 0),
 			"malformed frame header in Docker's multiplexed stream")
 	end)
 

@@ -1,12 +1,14 @@
 -- Byte-level helpers for the parser specs (demux, sentinel, http):
 -- `local B = require "support.bytes"` (.busted puts spec/ on the path).
+local C = require "support.compat"
+
 local B = {}
 
 -- One frame of Docker's multiplexed stream: an 8-byte header (stream id, three
 -- reserved bytes, big-endian payload length), then the payload. r1..r3 set the
 -- reserved bytes (default 0).
 function B.frame(stream, payload, r1, r2, r3)
-  return string.pack(">BBBBI4", stream, r1 or 0, r2 or 0, r3 or 0, #payload) .. payload
+  return C.bin_pack(">BBBBI4", stream, r1 or 0, r2 or 0, r3 or 0, #payload) .. payload
 end
 
 -- `str` as a list of one-byte pieces, to feed one byte at a time.
