@@ -15,9 +15,11 @@
 -- a file that is no longer the one listed: a directory mounted :rw into a
 -- running box can change at any time.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local string_format, string_pack, table_sort = string.format, string.pack, table.sort
+local string_format, table_sort, math_ceil = string.format, table.sort, math.ceil
+local u8, u32, u64, is_integer = compat.u8, compat.u32, compat.u64, compat.is_integer
 
 local _M = {}
 
@@ -81,7 +83,7 @@ end
 -- Why an entry's mode is wrong, or nil when it is fine (or not given).
 local function bad_mode(spec)
   local m = spec.mode
-  if m ~= nil and (math.type(m) ~= "integer" or m < 0 or m > 4095) then
+  if m ~= nil and (not is_integer(m) or m < 0 or m > 4095) then
     return string_format("bad mode %s in a file set (an integer such as tonumber(\"644\", 8) expected)", tostring(m))
   end
   return nil
@@ -161,7 +163,7 @@ end
 -- headers, so this may come out a little short).
 function _M.tar_size(entries)
   local n = 1024
-  for _, e in ipairs(entries) do n = n + 512 + ((e.size or 0) + 511) // 512 * 512 end
+  for _, e in ipairs(entries) do n = n + 512 + math_ceil((e.size or 0) / 512) * 512 end
   return n
 end
 
@@ -170,11 +172,12 @@ end
 function _M.hash(entries)
   local h = core.sha256()
   for _, e in ipairs(entries) do
-    h:update(string_pack(">s4s1I4", e.name, e.type, e.mode))
+    -- string.pack(">s4s1I4", name, type, mode), the bytes hashed since the start
+    h:update(u32(#e.name) .. e.name .. u8(#e.type) .. e.type .. u32(e.mode))
     if e.type == "symlink" then
-      h:update(string_pack(">s4", e.target))
+      h:update(u32(#e.target) .. e.target)
     elseif e.type == "file" then
-      h:update(string_pack(">I8", e.size))
+      h:update(u64(e.size))
       if e.data then
         h:update(e.data)
       else

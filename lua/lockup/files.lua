@@ -8,11 +8,12 @@
 -- (busybox or coreutils). Each call runs as the box's user (or opts.user), so
 -- what it writes belongs to that user, and it can write only where that user can.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 local context = require "lockup.context"
 local options = require "lockup.options"
 local hardening = require "lockup.hardening"
 
-local type, tostring, tonumber, error, ipairs, math_type = type, tostring, tonumber, error, ipairs, math.type
+local type, tostring, tonumber, error, ipairs, is_integer = type, tostring, tonumber, error, ipairs, compat.is_integer
 local string_format, table_concat = string.format, table.concat
 
 local _M = {}
@@ -110,6 +111,7 @@ local function extract(self, op, shown, dir, entries, opts)
   local r, err = self:exec(argv, {
     user = opts.user, timeout = opts.timeout,
     stdin = context.counted(context.tar_source(entries), op, context.tar_size(entries), opts.on_progress),
+    stdin_size = context.tar_size(entries),
   })
   if not r then return fail(op, shown, err) end
   if r.timed_out then return fail(op, shown, "timed out") end
@@ -128,15 +130,15 @@ local PUT_OPTIONS = { mode = "number", user = "string", timeout = "number", on_p
 -- max_size: an integer number of bytes, or math.huge for no limit.
 local function check_max_size(max, op, default)
   if max == nil then return default end
-  if max == math.huge then return math.maxinteger end
-  if math_type(max) ~= "integer" or max < 0 then
+  if max == math.huge then return compat.maxinteger end
+  if not is_integer(max) or max < 0 then
     error(string_format("bad option 'max_size' to '%s' (a number of bytes, or math.huge for no limit)", op), 3)
   end
   return max
 end
 
 local function check_mode(mode, op)
-  if mode ~= nil and (math_type(mode) ~= "integer" or mode < 0 or mode > 4095) then
+  if mode ~= nil and (not is_integer(mode) or mode < 0 or mode > 4095) then
     error(string_format("bad option 'mode' to '%s' (an integer such as tonumber(\"644\", 8) expected)", op), 3)
   end
 end

@@ -3,6 +3,7 @@
 -- when nothing that goes into it has changed.
 local cjson = require("cjson").new()
 local context = require "lockup.context"
+local compat = require "lockup.compat"
 local options = require "lockup.options"
 
 local type, tostring, error, pcall, ipairs = type, tostring, error, pcall, ipairs
@@ -237,7 +238,7 @@ function _M.pull(d, name, opts)
       elseif type(msg.status) == "string" then
         local p = type(msg.progressDetail) == "table" and msg.progressDetail or {}
         notify(opts.on_progress, { op = "pull", text = msg.status, id = msg.id,
-          done = math.tointeger(p.current), total = math.tointeger(p.total) })
+          done = compat.tointeger(p.current), total = compat.tointeger(p.total) })
       end
     end),
   })

@@ -10,6 +10,7 @@
 -- box. docs/inmate-protocol.md has the protocol. Everything that comes out of
 -- the jail is data: values, never code or names to load.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 local codec = require "lockup.inmate.codec"
 local runner = require "lockup.inmate.runner"
 local image = require "lockup.image"
@@ -19,7 +20,7 @@ local scheduler = require "lockup.scheduler"
 
 local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
   setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
-local string_format, table_pack, table_unpack = string.format, table.pack, table.unpack
+local string_format, table_pack, table_unpack = string.format, compat.pack, compat.unpack
 local math_floor = math.floor
 local now = core.monotime
 
@@ -328,12 +329,9 @@ local function gone(self, box)
   return not status or type(info) ~= "table" or type(info.State) ~= "table" or not info.State.Running
 end
 
-local function box_call(self, fn, request, on_yield, timeout)
+-- The call in its box, once started (box_call stops it).
+local function call_in_box(self, box, fn, request, on_yield, timeout)
   local errs = {}
-  local start = { image = self.image }
-  for k, v in pairs(self.start) do start[k] = v end
-  local box <close>, err = self.docker:start(start)
-  if not box then raise(self, "died", fn, "starting the jail's box: " .. err) end
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end -- while starting
   self.active[box] = true
   local on_output = self.on_output
@@ -368,6 +366,19 @@ local function box_call(self, fn, request, on_yield, timeout)
     raise(self, "crashed", fn, "the jail's Lua ended without an answer (" .. how .. ")" .. tail_of(errs))
   end
   return conclude(self, fn, state)
+end
+
+local function box_call(self, fn, request, on_yield, timeout)
+  local start = { image = self.image }
+  for k, v in pairs(self.start) do start[k] = v end
+  local box, err = self.docker:start(start)
+  if not box then raise(self, "died", fn, "starting the jail's box: " .. err) end
+  -- Stopped on every way out, results or error, as `<close>` would (which
+  -- LuaJIT lacks).
+  local out = table_pack(pcall(call_in_box, self, box, fn, request, on_yield, timeout))
+  box:stop()
+  if not out[1] then error(out[2], 0) end
+  return table_unpack(out, 2, out.n)
 end
 
 -- The same call in this process: the runner's own code, the same frames,

@@ -1,6 +1,7 @@
 -- A box's life: the container made from start's options, its lane, the
 -- session shell's first answer; then stop, reap and prune.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 local scheduler = require "lockup.scheduler"
 local options = require "lockup.options"
 local hardening = require "lockup.hardening"
@@ -196,7 +197,7 @@ function _M.reap(self, deadline)
     local status, body = self.docker:receive(waiter, deadline or core.monotime() + REAP_TIMEOUT)
     self.waiter = nil
     waiter.conn:close()
-    if status and type(body) == "table" then self.exit_code = math.tointeger(body.StatusCode) end
+    if status and type(body) == "table" then self.exit_code = compat.tointeger(body.StatusCode) end
   end
   self.reap_lock:unlock()
   return self.exit_code

@@ -6,11 +6,13 @@
 -- coroutine of the user's own) it polls just that descriptor, so the same call
 -- simply blocks until done.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 
 local coroutine, table, debug = coroutine, table, debug
 local setmetatable, error, select, type, tostring, ipairs, pairs, next =
   setmetatable, error, select, type, tostring, ipairs, pairs, next
 local math_huge, math_max = math.huge, math.max
+local pack, unpack, close_coroutine = compat.pack, compat.unpack, compat.close_coroutine
 local now = core.monotime
 
 local _M = {}
@@ -81,12 +83,16 @@ end
 local Mutex = {}
 local mutex_mt = { __index = Mutex, __name = "lockup.mutex" }
 
+-- The lock's owner when the caller is the main thread: LuaJIT's
+-- coroutine.running() gives nil there, which would read as "not locked".
+local MAIN_THREAD = {}
+
 function _M.mutex()
   return setmetatable({ owner = nil, queue = {} }, mutex_mt)
 end
 
 function Mutex:lock()
-  local co = coroutine.running()
+  local co = coroutine.running() or MAIN_THREAD
   if not self.owner then
     self.owner = co
     return true
@@ -108,7 +114,7 @@ end
 
 local function new_task(fn, ...)
   local co = coroutine.create(fn)
-  local t = { co = co, args = table.pack(...), index = #loop.order + 1 }
+  local t = { co = co, args = pack(...), index = #loop.order + 1 }
   loop.tasks[co] = t
   loop.order[t.index] = t
   loop.ready[#loop.ready + 1] = co
@@ -118,7 +124,7 @@ end
 -- Resumes one task and files it under what it yielded for.
 local function step(co, ...)
   local t = loop.tasks[co]
-  local res = table.pack(coroutine.resume(co, ...))
+  local res = pack(coroutine.resume(co, ...))
   if coroutine.status(co) == "dead" then
     loop.tasks[co] = nil
     loop.live = loop.live - 1
@@ -128,8 +134,9 @@ local function step(co, ...)
       t.error = debug.traceback(co, tostring(res[2]))
       loop.failed = loop.failed or t
       -- A coroutine that died of an error keeps its `<close>` variables open
-      -- until closed: close them now, so `local box <close>` stops its box.
-      local closed, cerr = coroutine.close(co)
+      -- until closed: close them now, so `local box <close>` stops its box
+      -- (Lua 5.4; LuaJIT has no `<close>`).
+      local closed, cerr = close_coroutine(co)
       if not closed then t.error = t.error .. "\n(and closing it failed: " .. tostring(cerr) .. ")" end
     end
     return
@@ -156,7 +163,7 @@ local function run_loop()
         if t then
           local args = t.args
           t.args = nil
-          if args then step(t.co, table.unpack(args, 1, args.n)) else step(t.co) end
+          if args then step(t.co, unpack(args, 1, args.n)) else step(t.co) end
         end
       end
     end
@@ -228,7 +235,7 @@ function _M.run(...)
     if pending > 0 then coroutine.yield(PARK) end
     local results = {}
     for i = 1, n do results[i] = tasks[i].result end
-    return table.unpack(results, 1, n)
+    return unpack(results, 1, n)
   end
   loop = { tasks = {}, ready = {}, waiting = {}, order = {}, live = 0 }
   for i = 1, n do
@@ -239,7 +246,7 @@ function _M.run(...)
   local done = loop
   loop = nil
   if not ok then
-    for co in pairs(done.tasks) do coroutine.close(co) end -- runs their `<close>` handlers
+    for co in pairs(done.tasks) do close_coroutine(co) end -- runs their `<close>` handlers
     error(err, 0)
   end
   if done.failed then
@@ -251,7 +258,7 @@ function _M.run(...)
   end
   local results = {}
   for i = 1, n do results[i] = done.order[i].result end
-  return table.unpack(results, 1, n)
+  return unpack(results, 1, n)
 end
 
 -- Starts fn(...) as another task of the running loop.
@@ -263,5 +270,9 @@ function _M.spawn(fn, ...)
   new_task(fn, ...)
   loop.live = loop.live + 1
 end
+
+-- Inside nginx, nginx's own waits (lockup.ngx).
+local ngx_backend = require "lockup.ngx"
+if ngx_backend.active then ngx_backend.install(_M) end
 
 return _M

@@ -1,8 +1,14 @@
 -- The inmate protocol's value codec and frame helper (docs/inmate-protocol.md).
 --
--- Plain Lua 5.3+ (string.pack), no lockup.core: the same file runs on the host
--- and inside the jail under a bare lua5.4. Exact and binary safe: integers stay
--- integers, floats keep their bits (NaN, inf, -0.0), strings are raw bytes.
+-- No lockup.core: the same file runs on the host and inside the jail under a
+-- bare lua5.4. Exact and binary safe: integers stay integers, floats keep their
+-- bits (NaN, inf, -0.0), strings are raw bytes.
+--
+-- On Lua 5.3+ it packs numbers with string.pack. On LuaJIT (a host only) it
+-- takes lockup.compat's pure-Lua packing, which gives the same bytes; numbers
+-- there have no integer subtype, so an integral number in the int64 range
+-- (not -0.0) is sent as an integer, and an integer received beyond 2^53 is
+-- rounded to the nearest double.
 --
 -- Encoding refuses what cannot cross (functions, userdata, threads, cycles) with
 -- a message that says what and where; that is a programmer error, so it throws.
@@ -10,9 +16,25 @@
 -- and never throws, never loops, and rejects a claimed count or length the
 -- remaining bytes cannot hold before doing any work for it.
 local type, error, next, tostring = type, error, next, tostring
-local math_type, string_pack, string_unpack = math.type, string.pack, string.unpack
 local string_byte, string_format, math_huge = string.byte, string.format, math.huge
 local table_concat = table.concat
+
+-- Big-endian numbers, and what counts as an integer.
+local u32, i64, f64, read_u32, read_i64, read_f64, is_integer
+if string.pack then
+  local string_pack, string_unpack, math_type = string.pack, string.unpack, math.type
+  function u32(n) return string_pack(">I4", n) end
+  function i64(n) return string_pack(">i8", n) end
+  function f64(x) return string_pack(">d", x) end
+  function read_u32(s, i) return string_unpack(">I4", s, i) end
+  function read_i64(s, i) return string_unpack(">i8", s, i) end
+  function read_f64(s, i) return string_unpack(">d", s, i) end
+  function is_integer(v) return math_type(v) == "integer" end
+else
+  local compat = require "lockup.compat"
+  u32, i64, f64, is_integer = compat.u32, compat.i64, compat.f64, compat.is_integer
+  read_u32, read_i64, read_f64 = compat.read_u32, compat.read_i64, compat.read_f64
+end
 
 local _M = {}
 
@@ -79,7 +101,7 @@ local function encode_table(st, t, depth)
   end
   st.keys[depth + 1] = nil
   if count > MAX_U32 then refuse(st, depth, "a table of more than 2^32 - 1 pairs") end
-  out[at] = TABLE .. string_pack(">I4", count)
+  out[at] = TABLE .. u32(count)
   st.open[t] = nil
 end
 
@@ -91,14 +113,14 @@ function encode(st, v, depth)
   elseif t == "boolean" then
     out[#out + 1] = v and TRUE or FALSE
   elseif t == "number" then
-    if math_type(v) == "integer" then
-      out[#out + 1] = INT .. string_pack(">i8", v)
+    if is_integer(v) then
+      out[#out + 1] = INT .. i64(v)
     else
-      out[#out + 1] = FLOAT .. string_pack(">d", v)
+      out[#out + 1] = FLOAT .. f64(v)
     end
   elseif t == "string" then
     if #v > MAX_U32 then refuse(st, depth, "a string of 4 GiB or more") end
-    out[#out + 1] = STR .. string_pack(">s4", v)
+    out[#out + 1] = STR .. u32(#v) .. v
   elseif t == "table" then
     encode_table(st, v, depth)
   else
@@ -122,12 +144,12 @@ end
 -- encode_list(args, "args") -> "cannot send a function (at args[2].cb)".
 function _M.encode_list(t, name)
   local n = t.n or #t
-  if math_type(n) ~= "integer" or n < 0 or n > MAX_U32 then
+  if not is_integer(n) or n < 0 or n > MAX_U32 then
     error("the count of values (n) must be an integer from 0 to 2^32 - 1", 2)
   end
   name = name or "values"
   local st = state(name)
-  st.out[1] = string_pack(">I4", n)
+  st.out[1] = u32(n)
   for i = 1, n do
     -- Each list item is a root of its own, so that nesting is counted the same
     -- way as for encode_value (and as the decoder counts it).
@@ -183,11 +205,11 @@ local function decode_table(s, i, depth, st)
   if depth >= _M.MAX_DEPTH then return malformed("tables nested deeper than " .. _M.MAX_DEPTH, i) end
   local len = #s
   if len - i < 4 then return malformed("truncated table count", i) end
-  local count = string_unpack(">I4", s, i + 1)
+  local count = read_u32(s, i + 1)
   local p = i + 5
   -- Every pair takes at least two bytes, and is two values: a larger count is
   -- a lie or over the limit, refused before any work is done for it.
-  if count > (len - p + 1) // 2 then
+  if count * 2 > len - p + 1 then
     return malformed(string_format("table count %d larger than the bytes left can hold", count), i)
   end
   if count * 2 > st.left then return too_many(st, i) end
@@ -227,11 +249,11 @@ function decode(s, i, depth, st)
   if b == B_TRUE then return true, i + 1 end
   if b == B_INT or b == B_FLOAT then
     if len - i < 8 then return malformed("truncated number", i) end
-    return string_unpack(b == B_INT and ">i8" or ">d", s, i + 1)
+    return (b == B_INT and read_i64 or read_f64)(s, i + 1)
   end
   if b == B_STR then
     if len - i < 4 then return malformed("truncated string length", i) end
-    local n = string_unpack(">I4", s, i + 1)
+    local n = read_u32(s, i + 1)
     if n > len - i - 4 then
       return malformed(string_format("string length %d larger than the bytes left", n), i)
     end
@@ -295,7 +317,7 @@ function _M.decode_values(s, limits)
   check_string(s, "decode_values")
   local st = start(limits, "decode_values")
   if #s < 4 then return finish(limits, st, nil, "malformed values list: truncated count at byte 1") end
-  local n = string_unpack(">I4", s)
+  local n = read_u32(s, 1)
   -- Every value takes at least one byte.
   if n > #s - 4 then
     return finish(limits, st, nil,
@@ -334,7 +356,7 @@ function _M.frame(kind, payload)
   if not TYPES[kind] then error("frame: type must be one of C, H, Y, R, E", 2) end
   if type(payload) ~= "string" then error("frame: payload must be a string", 2) end
   if #payload > MAX_U32 then error("frame: payload of 4 GiB or more", 2) end
-  return kind .. string_pack(">I4", #payload) .. payload
+  return kind .. u32(#payload) .. payload
 end
 
 -- unframe(bytes) -> type, payload | nil, err: `bytes` must be exactly one
@@ -344,7 +366,7 @@ function _M.unframe(s)
   if #s < 5 then return nil, string_format("malformed frame: %d bytes, shorter than a header", #s) end
   local kind = s:sub(1, 1)
   if not TYPES[kind] then return nil, string_format("malformed frame: unknown type 0x%02x", string_byte(kind)) end
-  local n = string_unpack(">I4", s, 2)
+  local n = read_u32(s, 2)
   if n ~= #s - 5 then
     return nil, string_format("malformed frame: payload length %d, but %d bytes follow the header", n, #s - 5)
   end

@@ -12,7 +12,8 @@
 -- Requiring it does nothing else: no fd is opened, nothing exits.
 --
 -- Plain lua5.4 and codec.lua, which must sit next to this file; nothing from
--- lockup.core (it is not in the jail). The inmate's prints go to fd 1 and 2,
+-- lockup.core or lockup.compat (they are not in the jail). Required on the
+-- host, it runs on LuaJIT 2.1 too. The inmate's prints go to fd 1 and 2,
 -- never into the protocol on fd 3. That keeps an honest inmate from breaking the
 -- protocol by accident; it is no defence against a hostile one, which can write
 -- to fd 3 itself: the host treats all of it as untrusted data anyway.
@@ -21,9 +22,13 @@ local RUNTIME = "lockup 0.1 runner (" .. _VERSION .. ")"
 -- Taken before the inmate loads: a module that reassigns a global by mistake
 -- must not break the runner's side of the protocol.
 local type, tostring, pcall, xpcall, rawget, require, error = type, tostring, pcall, xpcall, rawget, require, error
-local setmetatable, loadfile = setmetatable, loadfile
+local setmetatable, loadfile, select = setmetatable, loadfile, select
 local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
-local table_pack, table_unpack, debug_traceback = table.pack, table.unpack, debug.traceback
+local debug_traceback = debug.traceback
+-- Lua 5.4 and LuaJIT spell these two differently; lockup.compat has them, but
+-- the jail has no lockup.compat.
+local table_unpack = table.unpack or unpack -- luacheck: ignore 113 (LuaJIT's global)
+local function table_pack(...) return { n = select("#", ...), ... } end
 local string_format, io_stderr, os_exit = string.format, io.stderr, os.exit
 local package, G = package, _G
 
