@@ -1,6 +1,7 @@
 -- box:exec: an argv run through the Engine's exec API (no shell involved),
 -- its output on a hijacked connection of its own, which is an attach lane.
 local core = require "lockup.core"
+local compat = require "lockup.compat"
 local step = require "lockup.step"
 local attach = require "lockup.lane.attach"
 local options = require "lockup.options"
@@ -104,7 +105,7 @@ function _M.run(box, argv, opts)
   local info
   status, info = d:request("GET", path .. "/json")
   if not status then return nil, fail .. info end
-  out.code = math.tointeger(info.ExitCode)
+  out.code = compat.tointeger(info.ExitCode)
   return result.new(out)
 end
 
