@@ -30,6 +30,23 @@ static void *luaL_testudata(lua_State *L, int i, const char *tname) {
 #define luaL_setmetatable(L, name) (luaL_getmetatable(L, name), lua_setmetatable(L, -2))
 #endif
 #define lk_rawlen(L, i) lua_objlen(L, i)
+/* LuaJIT has no integer subtype, and its luaL_checkinteger casts whatever
+ * number it gets: 1.5 becomes 1, and a number beyond lua_Integer's range gives
+ * what the cast gives (undefined behaviour; 2^63 and math.huge come out as
+ * INT64_MIN on x86-64). These refuse both, with Lua 5.4's message, so a limit
+ * or a descriptor reaches C as the caller wrote it or not at all. */
+_Static_assert(sizeof(lua_Integer) == 8, "lockup expects a 64-bit lua_Integer (ptrdiff_t)");
+static inline lua_Integer lk_checkinteger(lua_State *L, int i) {
+    lua_Number d = luaL_checknumber(L, i);
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != (lua_Number)(lua_Integer)d)
+        luaL_argerror(L, i, "number has no integer representation");
+    return (lua_Integer)d;
+}
+static inline lua_Integer lk_optinteger(lua_State *L, int i, lua_Integer def) {
+    return lua_isnoneornil(L, i) ? def : lk_checkinteger(L, i);
+}
+#define luaL_checkinteger lk_checkinteger
+#define luaL_optinteger lk_optinteger
 #else
 #define lk_rawlen(L, i) lua_rawlen(L, i)
 #endif
