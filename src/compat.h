@@ -51,6 +51,17 @@ static inline lua_Integer lk_optinteger(lua_State *L, int i, lua_Integer def) {
 #define lk_rawlen(L, i) lua_rawlen(L, i)
 #endif
 
+#if LUA_VERSION_NUM < 503
+/* Lua 5.3+ names an object by its metatable's __name ("lockup.frames: 0x..."),
+ * LuaJIT's tostring does not: a class without a __tostring of its own gets
+ * this one, so the REPL shows the same on both. */
+static inline int lk_tostring_by_name(lua_State *L) {
+    luaL_getmetafield(L, 1, "__name");
+    lua_pushfstring(L, "%s: %p", lua_tostring(L, -1), lua_topointer(L, 1));
+    return 1;
+}
+#endif
+
 /* Registers a class: metatable `name` with `__name`, `__index` = methods, and
  * the given metamethods. Leaves nothing on the stack. */
 static inline void lk_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
@@ -58,6 +69,14 @@ static inline void lk_class(lua_State *L, const char *name, const luaL_Reg *meth
     luaL_setfuncs(L, meta, 0);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__name");
+#if LUA_VERSION_NUM < 503
+    lua_getfield(L, -1, "__tostring");
+    if (lua_isnil(L, -1)) {
+        lua_pushcfunction(L, lk_tostring_by_name);
+        lua_setfield(L, -3, "__tostring");
+    }
+    lua_pop(L, 1);
+#endif
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
