@@ -11,8 +11,11 @@ description = {
   ]],
   license = "MIT",
 }
--- Lua 5.4 today; LuaJIT 2.1 (OpenResty) is the next step (README).
-dependencies = { "lua >= 5.4, < 5.5", "lua-cjson" }
+-- One tree for Lua 5.4 and LuaJIT 2.1 (OpenResty's, Debian's luajit2), which
+-- luarocks sees as Lua 5.1; those two are what is built and tested. Plain Lua
+-- 5.1 to 5.3 are not. The jail's runtime needs lua5.4 in the inmate's image
+-- whatever runs on the host.
+dependencies = { "lua >= 5.1, < 5.5", "lua-cjson" }
 external_dependencies = {
   -- the library only: Debian keeps curl.h in a multiarch directory luarocks does not search
   CURL = { library = "curl" },
@@ -35,6 +38,7 @@ build = {
     ["lockup.options"] = "lua/lockup/options.lua",
     ["lockup.result"] = "lua/lockup/result.lua",
     ["lockup.scheduler"] = "lua/lockup/scheduler.lua",
+    ["lockup.compat"] = "lua/lockup/compat.lua",
     ["lockup.context"] = "lua/lockup/context.lua",
     ["lockup.files"] = "lua/lockup/files.lua",
     ["lockup.image"] = "lua/lockup/image.lua",
