@@ -456,7 +456,13 @@ describe("hostile commands", function()
         assert(r, err)
       end
       assert.is_true(r.exited, tostring(r))
-      assert.equal("", r.stdout) -- the box ran nothing more
+      -- the box ran nothing more; on the fifo lane the step that finds the
+      -- shell dying may have run before the kill reached the shell
+      if box.lane_name == "fifo" then
+        assert.is_true(r.stdout == "" or r.stdout == "again\n", r.stdout)
+      else
+        assert.equal("", r.stdout)
+      end
       assert.equal(137, r.code)
       assert.is_false(r.ok)
       local again
