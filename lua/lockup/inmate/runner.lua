@@ -188,7 +188,7 @@ if MAIN then
   if not out then die(2, "fd 3 (the protocol output) is not open") end
   _M.serve({
     dir = arg[1] or "/inmate",
-    request = function() return io.stdin:read("a") end,
+    request = function() return io.stdin:read("*a") end, -- "*a": LuaJIT reads no "a"
     write = function(bytes)
       local ok, err = out:write(bytes)
       if ok then ok, err = out:flush() end
