@@ -7,6 +7,8 @@
 --     print(box:run("echo hello"))
 --   end)
 --
+-- (`<close>` is Lua 5.4's; on LuaJIT 2.1 call box:stop() when done.)
+--
 -- The API in one table; each module it re-exports is complete on its own.
 local docker_api = require "lockup.docker"
 local scheduler = require "lockup.scheduler"
