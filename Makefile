@@ -61,6 +61,12 @@ test-bash: $(BUILD)/lockup/core.so
 test-runsc: $(BUILD)/lockup/core.so
 	LOCKUP_TEST_RUNTIME=runsc $(BUSTED) $(HOSTILE)
 
+# lockup inside a real nginx (Debian's, with its lua module; scripts/setup.sh
+# installs it): spec/openresty_spec.lua starts one on 127.0.0.1 with the
+# LuaJIT build of the core. Lanes do not apply there (cosockets), so it runs once.
+test-openresty: $(BUILD)/lockup/core.so luajit
+	$(BUSTED) --run=openresty
+
 # The same specs with the core built with AddressSanitizer and UBSan; lua5.4
 # itself is not instrumented, so the ASan runtime is preloaded.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -73,6 +79,13 @@ test-asan:
 LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit)
 luajit:
 	$(MAKE) --no-print-directory BUILD=build-luajit LUA_CFLAGS="$(LUAJIT_CFLAGS)" CFLAGS="-O2 -Werror"
+
+# The whole spec suite again under LuaJIT 2.1 (OpenResty's branch: Debian's
+# luajit2), against the core built for it above; Debian's busted and lua-cjson
+# have 5.1 builds it loads. Subprocesses of the specs run luajit too.
+LUAJIT ?= luajit
+test-luajit: luajit
+	LOCKUP_TEST_LUA=$(LUAJIT) $(LUAJIT) /usr/bin/busted --cpath='build-luajit/?.so'
 
 lint:
 	luacheck lua examples bench spec
@@ -97,4 +110,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-attach test-dash test-bash test-runsc test-asan luajit lint bench bench-lanes
+.PHONY: clean example check test test-attach test-dash test-bash test-runsc test-asan luajit test-luajit test-openresty lint bench bench-lanes

@@ -8,7 +8,7 @@
 # "N passed, N failed", and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -51,6 +51,7 @@ for sh in dash bash; do
     suite "hostile suite ($sh, attach lane)" env LOCKUP_LANE=attach make --no-print-directory "test-$sh"
 done
 suite "hostile suite (gVisor runsc, attach lane)" make --no-print-directory test-runsc
+suite "lockup inside nginx" make --no-print-directory test-openresty
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 step "build against LuaJIT 2.1" make --no-print-directory luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.

@@ -58,12 +58,36 @@ static int l_new(lua_State *L) {
     return 1;
 }
 
-/* r:feed(data) -> "more" | "head" | "done" | nil, err  (bytes past the head: r:rest()) */
+/* Past the head, the body bytes that came with it are fed first (none, for
+ * a body that may be complete already). Returns LK_HTTP_MORE when the body
+ * needs more than that. */
+static int feed_rest(response *r) {
+    if (!r->http.status) return LK_HTTP_MORE;
+    lk_buf pending = r->rest;
+    lk_buf_init(&r->rest);
+    int st = feed(r, pending.data ? pending.data : "", pending.len);
+    lk_buf_free(&pending);
+    return st;
+}
+
+/* r:feed(data) -> "more" | "head" | "done" | nil, err  (bytes past the head:
+ * r:rest(), or fed to the body by the next feed) */
 static int l_feed(lua_State *L) {
     response *r = get(L);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
+    int st = feed_rest(r);
+    if (st != LK_HTTP_MORE) return push_state(L, r, st);
     return push_state(L, r, feed(r, p, n));
+}
+
+/* r:finish() -> "done" | nil, err: the connection ended (for a reader that
+ * reads for itself, such as a cosocket). */
+static int l_finish(lua_State *L) {
+    response *r = get(L);
+    int st = feed_rest(r);
+    if (st != LK_HTTP_MORE) return push_state(L, r, st);
+    return push_state(L, r, lk_http_eof(&r->http));
 }
 
 /* r:pump(conn) -> "head" | "done" | "more" (read budget spent) | "wait" | nil, err
@@ -75,10 +99,7 @@ static int l_pump(lua_State *L) {
     size_t total = 0;
     int st = LK_HTTP_MORE;
     if (r->http.status) { /* past the head: the body may be complete already */
-        lk_buf pending = r->rest; /* body bytes that came with the head */
-        lk_buf_init(&r->rest);
-        st = feed(r, pending.data ? pending.data : "", pending.len);
-        lk_buf_free(&pending);
+        st = feed_rest(r);
         if (st != LK_HTTP_MORE) return push_state(L, r, st);
     }
     while (total < PUMP_BUDGET) {
@@ -152,7 +173,7 @@ static int l_gc(lua_State *L) {
 }
 
 void lk_open_response(lua_State *L) {
-    static const luaL_Reg methods[] = {{"feed", l_feed},       {"pump", l_pump},       {"status", l_status},
+    static const luaL_Reg methods[] = {{"feed", l_feed},       {"finish", l_finish},       {"pump", l_pump},       {"status", l_status},
                                        {"headers", l_headers}, {"body", l_body},       {"rest", l_rest},
                                        {"keep_alive", l_keep_alive}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};

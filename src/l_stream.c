@@ -111,6 +111,15 @@ static int l_feed(lua_State *L) {
     return push_outcome(L, lk_output_outcome(&s->out));
 }
 
+/* s:finish() -> "eof" | nil, err: the source of s:feed ended; a token prefix
+ * held back is output after all (the step never ended). */
+static int l_finish(lua_State *L) {
+    stream *s = get(L);
+    if (lk_output_end(&s->out, 0) || lk_output_end(&s->out, 1)) return push_failure(L, s);
+    lua_pushliteral(L, "eof");
+    return 1;
+}
+
 /* Reads source k (-1: the connection; 0, 1: the fifo lane's stdout, stderr)
  * into the output until a read would block (LK_AGAIN), the source ends
  * (LK_EOF) or fails (LK_FAIL, or -2 when feeding failed), or the step's
@@ -192,7 +201,8 @@ static int l_gc(lua_State *L) {
 void lk_open_stream(lua_State *L) {
     static const luaL_Reg methods[] = {{"arm", l_arm},   {"feed", l_feed},           {"pump", l_pump},
                                        {"take", l_take}, {"truncated", l_truncated}, {"code", l_code},
-                                       {"cut", l_cut},   {NULL, NULL}};
+                                       {"cut", l_cut},   {"finish", l_finish},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
     lk_class(L, LK_STREAM, methods, meta);
     lua_pushcfunction(L, l_new);

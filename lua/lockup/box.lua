@@ -19,7 +19,7 @@ local RUN_OPTIONS = {
 }
 local EXEC_OPTIONS = {
   stdin = "string|function", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
-  env = "table", workdir = "string", user = "string",
+  env = "table", workdir = "string", user = "string", stdin_size = "number",
 }
 
 local Box = {}

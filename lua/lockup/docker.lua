@@ -11,6 +11,8 @@ local box = require "lockup.box"
 local image = require "lockup.image"
 local lifecycle = require "lockup.lifecycle"
 local fifo = require "lockup.lane.fifo"
+local ngx_backend = require "lockup.ngx"
+local cosocket = require "lockup.cosocket"
 
 local setmetatable, type, tostring, tonumber, pairs, error = setmetatable, type, tostring, tonumber, pairs, error
 local table_concat, string_format = table.concat, string.format
@@ -69,7 +71,8 @@ local function parse_target(target)
   if not host then host, port = target:match("^http://([^/:]+):(%d+)/?$") end
   if not host then host, port = target:match("^tcp://(%[[%x:]+%]):(%d+)/?$") end
   if host then
-    return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/" }, opts
+    return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/",
+      host = host:gsub("^%[(.*)%]$", "%1"), port = tonumber(port) }, opts
   end
   return nil, string_format("unsupported Docker endpoint %q: use unix:///absolute/path/to/docker.sock "
     .. "or tcp://host:port", target)
@@ -93,8 +96,20 @@ function Docker:connect_error(err, errno)
   return string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
 end
 
+-- A connection over an nginx cosocket (lockup.cosocket), or nil, err.
+local function open_cosocket(self, deadline)
+  local c, err = cosocket.open(self.socket, self.host, self.port, deadline)
+  if c then return c end
+  local errno = err:find("permission denied", 1, true) and ERRNO_EACCES
+    or err:find("no such file", 1, true) and ERRNO_ENOENT
+    or err:find("connection refused", 1, true) and ERRNO_ECONNREFUSED or nil
+  return nil, err == "timeout" and ("timed out connecting to the Docker daemon at " .. self.endpoint)
+    or self:connect_error(err, errno)
+end
+
 -- A new connection, connected (or nil, err).
 function Docker:open(deadline)
+  if self.cosockets then return open_cosocket(self, deadline) end
   local c = core.conn(self.url, self.socket, math.max(0.001, deadline - now()))
   while true do
     local ok, fd, want, timer = c:connect()
@@ -200,7 +215,7 @@ function Docker:send(method, path, opts)
   end
   local ok
   ok, err = send_all(c, text, deadline)
-  if not ok and pooled then
+  if not ok and (pooled or c.reused) then
     c:close()
     return self:send(method, path, opts)
   end
@@ -208,7 +223,8 @@ function Docker:send(method, path, opts)
     c:close()
     return nil, string_format("%s %s: %s", method, path, err)
   end
-  local call = { conn = c, method = method, path = path, opts = opts, deadline = deadline, pooled = pooled }
+  local call = { conn = c, method = method, path = path, opts = opts, deadline = deadline,
+    pooled = pooled or c.reused }
   if type(opts.body) == "function" then
     call.pooled = false -- the body cannot be sent again
     local source_failed
@@ -223,6 +239,33 @@ function Docker:send(method, path, opts)
     end
   end
   return call
+end
+
+-- What came on the connection, into the response parser: "head", "done",
+-- "more" (a read budget spent), false (wait for more), or nil, err. The C
+-- connection is read by the parser itself; a cosocket reads for itself.
+local function pump_response(r, c)
+  if c.pump_response then return c:pump_response(r) end
+  return r:pump(c)
+end
+
+-- Waits until the connection has bytes: true, or false at the deadline.
+local function readable(c, deadline)
+  if c.readable then return c:readable(deadline) end
+  return wait(c:fd(), "r", deadline)
+end
+
+-- An exchange that ended cleanly leaves its connection for the next call:
+-- this client's pool, or nginx's for a cosocket (a cosocket belongs to the
+-- request that made it, so it is never kept in a client that may outlive it).
+local function keep(self, c, reusable)
+  if c.release then
+    if reusable then c:release() else c:close() end
+  elseif reusable and #self.idle < POOL_MAX then
+    self.idle[#self.idle + 1] = c
+  else
+    c:close()
+  end
 end
 
 local function decode(body, headers)
@@ -251,13 +294,13 @@ function Docker:receive(call, deadline)
   local r = core.response(call.method == "HEAD")
   local got_head, streaming = false, false
   while true do
-    local st, err = r:pump(c)
+    local st, err = pump_response(r, c)
     if streaming and st ~= "head" then
       local chunk = r:body()
       if #chunk > 0 then opts.on_body(chunk) end
     end
     if st == false then
-      if not wait(c:fd(), "r", deadline) then
+      if not readable(c, deadline) then
         c:close()
         return nil, string_format("timed out after %gs waiting for the Docker daemon (%s %s)",
           opts.timeout or self.timeout, call.method, call.path)
@@ -273,11 +316,7 @@ function Docker:receive(call, deadline)
       streaming = opts.on_body ~= nil and status < 400
     elseif st == "done" then
       local status, headers = r:status(), r:headers()
-      if r:keep_alive() and not opts.dedicated and #self.idle < POOL_MAX then
-        self.idle[#self.idle + 1] = c
-      else
-        c:close()
-      end
+      keep(self, c, r:keep_alive() and not opts.dedicated)
       local body = decode(r:body(), headers)
       if status >= 400 then return nil, error_message(call, status, body), status end
       return status, body, headers
@@ -317,6 +356,9 @@ end
 -- Whether this engine can serve the fifo lane: true, or nil and a message
 -- that says why not (asked once; see lockup.lane.fifo).
 function Docker:fifo_usable()
+  if self.cosockets then
+    return nil, "inside nginx boxes take the attach lane (over cosockets): the fifo lane needs a poll loop"
+  end
   if self.fifo_why == nil then
     local ok, why = fifo.usable(self)
     self.fifo_why = not ok and string_format("lane 'fifo' cannot work with the Engine at %s: %s; "
@@ -346,6 +388,7 @@ end
 function _M.connect(target)
   local where, opts = parse_target(target)
   if not where then return nil, opts end
+  if ngx_backend.active then ngx_backend.check_phase("lockup.connect") end
   if opts.api_version and not api_number(opts.api_version) then
     error("bad option 'api_version' to 'connect' (a version such as \"1.41\" expected)", 2)
   end
@@ -353,7 +396,8 @@ function _M.connect(target)
   local lane = lifecycle.check_lane(opts.lane, "connect", 2)
     or (env_lane and env_lane ~= "" and lifecycle.check_lane(env_lane, "connect (LOCKUP_LANE)", 2)) or nil
   local self = setmetatable({
-    endpoint = where.endpoint, url = where.url, socket = where.socket, lane = lane,
+    endpoint = where.endpoint, url = where.url, socket = where.socket, host = where.host, port = where.port,
+    lane = lane, cosockets = ngx_backend.active,
     timeout = opts.timeout or DEFAULT_TIMEOUT, idle = {}, prefix = "",
   }, docker_mt)
   local info, err = self:version()

@@ -46,7 +46,9 @@ local function send_stdin(lane, stream, opts, deadline)
       chunk, err = source()
       if chunk == nil then
         if err then return nil, "reading stdin: " .. tostring(err) end
-        lane:shutdown() -- fails only if the stream is gone, which the exit code then tells
+        -- fails only if the stream is gone, which the exit code then tells; a
+        -- cosocket has no shutdown, and there the box's `head -c` ends it
+        if lane.shutdown then lane:shutdown() end
         return true
       end
       if type(chunk) ~= "string" then return nil, "reading stdin: the source returned a " .. type(chunk) end
@@ -70,9 +72,27 @@ local function follow(box, lane, stream, rest, opts, deadline, out)
   return st, err
 end
 
+-- Inside nginx a cosocket cannot shut down its sending side, so the process
+-- would never see its stdin end: there it reads exactly `size` bytes through
+-- `head -c` in the box instead. Returns the argv to run, or nil, err.
+local function delimited(box, argv, opts)
+  if opts.stdin == nil or not box.docker.cosockets then return argv end
+  local size = type(opts.stdin) == "string" and #opts.stdin or opts.stdin_size
+  if not size then
+    return nil, "inside nginx an exec's stdin needs a known size (a string, or a function with opts.stdin_size): "
+      .. "a cosocket cannot end it by shutting down its side"
+  end
+  local wrapped = { box.shell, "-c", 'head -c "$0" | "$@"', string_format("%d", size) }
+  for i = 1, #argv do wrapped[#wrapped + 1] = argv[i] end
+  return wrapped
+end
+
 -- Runs argv in the box (its lock held) and returns a result, or nil, err.
 function _M.run(box, argv, opts)
   local started = now()
+  local wrapped, why = delimited(box, argv, opts)
+  if not wrapped then return nil, why end
+  argv = wrapped
   local deadline = started + (opts.timeout or box.timeout)
   local d = box.docker
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "

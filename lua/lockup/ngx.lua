@@ -1,0 +1,140 @@
+-- lockup inside nginx (OpenResty, or Debian's nginx with its lua module): the
+-- scheduler's backend there. A worker serves every request from one event
+-- loop, so nothing may block it: lockup's waits become nginx's own. Cosockets
+-- wait for bytes (lockup.cosocket), ngx.sleep for time, a semaphore for a
+-- parked task, and lockup.run's tasks are nginx light threads. poll(2), which
+-- the loop of lockup.scheduler uses elsewhere, is never called here.
+--
+-- Where cosockets and ngx.sleep are not available (init_by_lua*, set_by_lua*,
+-- log_by_lua*, header and body filters, balancers), lockup's calls raise an
+-- error that names the phase and the way out (a timer).
+local ngx = ngx -- luacheck: ignore 113 (nginx's global)
+
+local type, error, select, pcall, tostring, ipairs = type, error, select, pcall, tostring, ipairs
+local string_format = string.format
+local unpack = table.unpack or unpack -- luacheck: ignore 113 (LuaJIT's)
+
+local _M = {}
+
+-- Loaded inside nginx: its `ngx` API is there (in every phase, init included).
+_M.active = type(ngx) == "table" and type(ngx.get_phase) == "function"
+
+-- The phases where a request's coroutine may yield to nginx.
+local YIELDING = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- Raises, at the level of the caller's caller, unless this phase can wait.
+function _M.check_phase(what)
+  local phase = ngx.get_phase()
+  if not YIELDING[phase] then
+    error(string_format("lockup: %s cannot run in nginx's %s phase, which has no cosockets or ngx.sleep: "
+      .. "call it from content_by_lua*, access_by_lua* or rewrite_by_lua*, or from a timer started "
+      .. "there (ngx.timer.at(0, function() ... end))", what, phase), 3)
+  end
+end
+
+-- A parked coroutine's semaphore (lua-resty-core's ngx.semaphore).
+local parked = setmetatable({}, { __mode = "k" })
+
+local function park()
+  _M.check_phase("waiting for a box")
+  local co = coroutine.running()
+  local sema = require("ngx.semaphore").new()
+  parked[co] = sema
+  local ok, err = sema:wait(365 * 24 * 3600)
+  parked[co] = nil
+  if not ok then return nil, "parked and never woken (" .. tostring(err) .. ")" end
+  return true
+end
+
+local function wake(co)
+  local sema = parked[co]
+  if sema then sema:post() end
+end
+
+local function sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    error("bad argument #1 to 'sleep' (number expected, got " .. type(seconds) .. ")", 2)
+  end
+  _M.check_phase("lockup.sleep")
+  ngx.sleep(seconds > 0 and seconds or 0)
+end
+
+-- The light threads lockup.spawn started in this request (or timer), which
+-- lockup.run waits for as well.
+local function spawned()
+  local ctx = ngx.ctx
+  ctx.lockup_threads = ctx.lockup_threads or {}
+  return ctx.lockup_threads
+end
+
+-- Runs fn(...) in a light thread; it never raises into nginx, its error is kept.
+local function thread(fn, ...)
+  local args, n = { ... }, select("#", ...)
+  return ngx.thread.spawn(function()
+    local res = { pcall(fn, unpack(args, 1, n)) }
+    if not res[1] then return false, debug.traceback(tostring(res[2])) end
+    return true, res[2]
+  end)
+end
+
+local function check_functions(fname, ...)
+  for i = 1, select("#", ...) do
+    if type(select(i, ...)) ~= "function" then
+      error(string_format("bad argument #%d to '%s' (function expected, got %s)", i, fname,
+        type(select(i, ...))), 3)
+    end
+  end
+end
+
+-- lockup.run(fn, ...): each function in a light thread; returns when all, and
+-- every task they spawned, are done, with each function's first result. The
+-- first error is raised then.
+local function run(...)
+  check_functions("run", ...)
+  _M.check_phase("lockup.run")
+  local threads = {}
+  for i = 1, select("#", ...) do threads[i] = thread((select(i, ...))) end
+  local results, failed, others = {}, nil, 0
+  local function join(t)
+    local ok, fine, value = ngx.thread.wait(t)
+    if ok and fine then return value end
+    local why = ok and value or fine
+    if failed then others = others + 1 else failed = why end
+    return nil
+  end
+  for i, t in ipairs(threads) do results[i] = join(t) end
+  local extra = spawned()
+  while #extra > 0 do join(table.remove(extra, 1)) end
+  if failed then
+    error(tostring(failed) .. (others > 0 and ("\n(and " .. others .. " more tasks failed)") or ""), 0)
+  end
+  return unpack(results, 1, #threads)
+end
+
+local function spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  _M.check_phase("lockup.spawn")
+  local list = spawned()
+  list[#list + 1] = thread(fn, ...)
+end
+
+local function no_poll()
+  error("lockup: inside nginx nothing waits on a file descriptor (the fifo lane is not available there)", 2)
+end
+
+-- Gives the scheduler module nginx's waits.
+function _M.install(scheduler)
+  scheduler.sleep = sleep
+  scheduler.yield = function() ngx.sleep(0) end
+  scheduler.park, scheduler.wake = park, wake
+  scheduler.inside = function() return true end
+  scheduler.run, scheduler.spawn = run, spawn
+  scheduler.wait_any, scheduler.wait = no_poll, no_poll
+end
+
+return _M

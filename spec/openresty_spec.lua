@@ -1,0 +1,160 @@
+-- lockup inside a real nginx (spec/support/nginx.lua): handlers in
+-- spec/fixtures/openresty/handlers.lua use the same API as a script, over
+-- cosockets, and never block the worker; a request's boxes go away with it
+-- however it ends.
+local helper = require "helper"
+local nginx = require "support.nginx"
+local cjson = require "cjson"
+
+local function boxes_set()
+  local set = {}
+  for _, id in ipairs(helper.boxes()) do set[id] = true end
+  return set
+end
+
+-- Boxes that exist now and did not in `before`.
+local function new_boxes(before)
+  local list = {}
+  for _, id in ipairs(helper.boxes()) do
+    if not before[id] then list[#list + 1] = id end
+  end
+  return list
+end
+
+local function none_left(before, seconds)
+  return helper.eventually(function() return #new_boxes(before) == 0 end, seconds or 20)
+end
+
+-- A JPEG's width and height, from its start-of-frame segment (baseline or progressive).
+local function jpeg_size(data)
+  local i = 3
+  while i < #data do
+    local marker, len = data:byte(i + 1), data:byte(i + 2) * 256 + data:byte(i + 3)
+    if marker == 0xC0 or marker == 0xC2 then
+      return data:byte(i + 7) * 256 + data:byte(i + 8), data:byte(i + 5) * 256 + data:byte(i + 6)
+    end
+    i = i + 2 + len
+  end
+end
+
+local function url_encode(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+describe("lockup inside nginx #nginx", function()
+  local server
+  setup(function() server = nginx.start() end)
+  teardown(function() if server then server:stop() end end)
+
+  it("runs a command in a box from a handler and returns code, stdout and stderr exactly", function()
+    local body, status = server:curl { path = "/run?cmd=" .. url_encode("printf 'a\\0b\\n'; echo oops >&2; exit 3") }
+    assert.equal(200, status, body .. server:log())
+    local r = cjson.decode(body)
+    assert.equal(3, r.code)
+    assert.equal("a\0b\n", r.stdout)
+    assert.equal("oops\n", r.stderr)
+    assert.equal("attach", r.lane)
+  end)
+
+  it("moves files in and out, and an exec's stdin ends without a half-close", function()
+    local data = ("hello, box\n"):rep(20000)
+    helper.write(server.dir .. "/upload", data)
+    local body, status = server:curl { path = "/files", flags = "--data-binary @" .. server.dir .. "/upload" }
+    assert.equal(200, status, body .. server:log())
+    local r = cjson.decode(body)
+    assert.equal(data:upper(), r.back)
+    assert.equal(tostring(#data) .. "\n", r.counted)
+    assert.equal(0, r.code)
+  end)
+
+  it("never blocks the worker: 20 requests each sleeping 1 s in a box, while /ping answers", function()
+    local before = boxes_set()
+    local out = server.dir .. "/load"
+    os.execute("rm -f " .. out .. ".*")
+    for i = 1, 20 do
+      os.execute(string.format("curl -s -o %s.%d -w '%%{http_code}' 'http://127.0.0.1:%d/run?cmd=sleep%%201' >%s.%d.code &",
+        out, i, server.port, out, i))
+    end
+    local pings = {}
+    for i = 1, 20 do
+      local body, status, took = server:curl { path = "/ping" }
+      assert.equal("pong\n", body)
+      assert.equal(200, status)
+      pings[i] = took
+      os.execute("sleep 0.1")
+    end
+    assert.is_true(helper.eventually(function()
+      for i = 1, 20 do
+        local f = io.open(out .. "." .. i .. ".code")
+        local code = f and f:read("a")
+        if f then f:close() end
+        if code ~= "200" then return false end
+      end
+      return true
+    end, 120), "not every request succeeded")
+    for i = 1, 20 do
+      local f = assert(io.open(out .. "." .. i))
+      assert.equal(0, cjson.decode(f:read("a")).code)
+      f:close()
+    end
+    table.sort(pings)
+    print(string.format("    /ping under 20 box requests: median %.1f ms, max %.1f ms",
+      pings[10] * 1000, pings[20] * 1000))
+    assert.is_true(pings[20] < 0.05, string.format("a /ping took %.0f ms", pings[20] * 1000))
+    assert.is_true(none_left(before))
+  end)
+
+  it("runs lockup.run's tasks concurrently in a handler", function()
+    local body, status, took = server:curl { path = "/many?n=5" }
+    assert.equal(200, status, body .. server:log())
+    assert.equal("1\n2\n3\n4\n5\n\n", body) -- each stdout, then ngx.say's newline
+    assert.is_true(took < 5 * 1 + 3, "the 5 boxes ran one after another: " .. took .. " s")
+  end)
+
+  it("leaves no box behind when a handler raises", function()
+    local before = boxes_set()
+    local _, status = server:curl { path = "/raise" }
+    assert.equal(500, status)
+    assert.matches("handler failed on purpose", server:log(), 1, true)
+    assert.is_true(none_left(before))
+  end)
+
+  it("leaves no box behind when the client goes away mid-request", function()
+    local before = boxes_set()
+    local _, _, took = server:curl { path = "/hold?seconds=60", flags = "--max-time 3" }
+    assert.is_true(took < 10)
+    assert.is_true(none_left(before), "a box outlived its aborted request")
+  end)
+
+  it("leaves no box behind across nginx -s reload with a box running", function()
+    local before = boxes_set()
+    os.execute(string.format("curl -s -o /dev/null 'http://127.0.0.1:%d/hold?seconds=60' &", server.port))
+    assert.is_true(helper.eventually(function() return #new_boxes(before) > 0 end, 20), "no box started")
+    server:reload()
+    assert.is_true(none_left(before, 30), "a box outlived the reload")
+    assert.equal("pong\n", server:get("/ping"))
+  end)
+
+  it("calls an inmate from a handler", function()
+    local dir = url_encode(io.popen("pwd"):read("*l") .. "/spec/fixtures/inmates/basic")
+    local body, status = server:curl { path = "/inmate?s=foobar&dir=" .. dir, flags = "--max-time 300" }
+    assert.equal(200, status, body .. server:log())
+    assert.equal("raboof\n", body)
+  end)
+
+  it("serves the thumbnail example: POST a JPEG, get a 120x120 JPEG back", function()
+    local body, status = server:curl { path = "/thumbnail",
+      flags = "--max-time 600 --data-binary @examples/photo.jpg" }
+    assert.equal(200, status, body .. server:log())
+    assert.equal("\255\216\255", body:sub(1, 3)) -- a JPEG's start of image
+    assert.same({ 120, 120 }, { jpeg_size(body) })
+  end)
+
+  it("names the phase where it cannot run, and says what to do", function()
+    local p = io.popen(string.format("curl -s -D - -o /dev/null 'http://127.0.0.1:%d/header_filter'", server.port))
+    local head = p:read("a")
+    p:close()
+    assert.matches("header_filter phase", head, 1, true)
+    assert.matches("ngx.timer.at", head, 1, true)
+  end)
+end)
