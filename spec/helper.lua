@@ -2,6 +2,7 @@
 -- spec/ on the path). Everything here talks to the real Docker Engine.
 local lockup = require "lockup"
 local now = require("lockup.core").monotime
+local C = require "support.compat"
 
 local helper = {}
 
@@ -72,14 +73,12 @@ function helper.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- Runs a shell command line: its stdout, and whether it exited 0. Plain tools
--- run without LD_PRELOAD (under `make test-asan` it holds libasan, which some,
--- e.g. ps, hang on); helper.lua_cmd puts it back for lua5.4.
+-- Runs a shell command line: its stdout, whether it exited 0, and its exit
+-- code. Plain tools run without LD_PRELOAD (under `make test-asan` it holds
+-- libasan, which some, e.g. ps, hang on); helper.lua_cmd puts it back for Lua.
 function helper.sh(cmd)
-  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd, "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
+  local out, code = C.popen_read("unset LD_PRELOAD; " .. cmd)
+  return out, code == 0, code
 end
 
 -- This process's pid and the host's name, read independently of lockup.
@@ -87,7 +86,7 @@ function helper.pid()
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("l"):match("^(%d+)")
   f:close()
-  return math.tointeger(pid)
+  return C.tointeger(pid)
 end
 
 function helper.hostname()
@@ -107,8 +106,10 @@ function helper.cpath()
   return template
 end
 
--- A shell command line running Lua `code` in a fresh lua5.4 with lockup on its
--- paths (the same core as this run, with LD_PRELOAD passed through for ASan).
+-- A shell command line running Lua `code` in a fresh interpreter of the kind
+-- running the specs (lua5.4 or luajit: the core on the cpath is built for it)
+-- with lockup on its paths (the same core as this run, with LD_PRELOAD passed
+-- through for ASan).
 -- opts.env: extra variables (a false value unsets it); opts.root: a directory
 -- holding lua/ and the core's build directory, instead of the current one.
 function helper.lua_cmd(code, opts)
@@ -130,7 +131,7 @@ function helper.lua_cmd(code, opts)
     if v == false then unset[#unset + 1] = "-u " .. k
     elseif v ~= nil then set[#set + 1] = k .. "=" .. helper.shell_quote(v) end
   end
-  return table.concat({ "env", table.concat(unset, " "), table.concat(set, " "), "lua5.4 -e",
+  return table.concat({ "env", table.concat(unset, " "), table.concat(set, " "), C.LUA .. " -e",
     helper.shell_quote(code) }, " ")
 end
 
@@ -177,7 +178,7 @@ function helper.rss_kb()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("a")
   f:close()
-  return math.tointeger(tonumber(s:match("VmRSS:%s*(%d+)")))
+  return C.tointeger(s:match("VmRSS:%s*(%d+)"))
 end
 
 -- Every byte value once, 0 to 255.

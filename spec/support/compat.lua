@@ -89,6 +89,17 @@ local function int(n, width)
   return uint(hi + 2 ^ (8 * width - 32), width - 4) .. uint(n - hi * 2 ^ 32, 4)
 end
 
+-- x = m * 2^e with 0.5 <= m < 1, for a finite x > 0 (math.frexp, which Lua 5.4
+-- has only when built with LUA_COMPAT_MATHLIB). Scaling by a power of two is exact.
+local function frexp(x)
+  local e = floor(math.log(x, 2)) + 1
+  local half = floor(e / 2)
+  local m = x / 2 ^ half / 2 ^ (e - half) -- in two steps: 2^1024 is no double
+  while m >= 1 do m, e = m / 2, e + 1 end
+  while m < 0.5 do m, e = m * 2, e - 1 end
+  return m, e
+end
+
 local function double(x)
   local sign = (x < 0 or (x == 0 and 1 / x < 0)) and 2 ^ 31 or 0
   x = math.abs(x)
@@ -100,12 +111,12 @@ local function double(x)
   elseif x == 0 then
     hi, lo = 0, 0
   else
-    local m, e = math.frexp(x) -- x = m * 2^e, 0.5 <= m < 1
+    local m, e = frexp(x)
     local biased, fraction
     if e > -1022 then
       biased, fraction = e + 1022, (m * 2 - 1) * 2 ^ 52
     else
-      biased, fraction = 0, math.ldexp(x, 1074)
+      biased, fraction = 0, x * 2 ^ 537 * 2 ^ 537 -- x / 2^-1074, exactly
     end
     hi, lo = biased * 2 ^ 20 + floor(fraction / 2 ^ 32), fraction % 2 ^ 32
   end
