@@ -4,6 +4,7 @@
 -- host's own parser (core.frames) and codec. No Docker involved.
 local core = require "lockup.core"
 local codec = require "lockup.inmate.codec"
+local C = require "support.compat"
 
 local RUNNER = "lua/lockup/inmate/runner.lua"
 
@@ -29,7 +30,7 @@ local dirs = 0
 local function inmate(files)
 	dirs = dirs + 1
 	local dir = scratch .. "/inmate" .. dirs
-	assert(os.execute("mkdir -p " .. sh_quote(dir)))
+	assert(C.execute("mkdir -p " .. sh_quote(dir)))
 	for name, src in pairs(files) do write_file(dir .. "/" .. name, src) end
 	return dir
 end
@@ -64,11 +65,10 @@ end
 -- `fd3` replaces the redirection of fd 3 (e.g. "3>&-").
 local function run(dir, request, fd3)
 	write_file(scratch .. "/request", request)
+	-- lua5.4 also under `make test-luajit`: a jail's image runs the runner with lua5.4
 	local cmd = string.format("lua5.4 %s %s %s 1>%s 2>&1 <%s", RUNNER, sh_quote(dir), fd3 or "3>&1",
 		sh_quote(scratch .. "/log"), sh_quote(scratch .. "/request"))
-	local p = assert(io.popen(cmd, "r"))
-	local raw = p:read("a")
-	local _, _, code = p:close()
+	local raw, code = C.popen_read(cmd)
 	return decode_stream(raw), read_file(scratch .. "/log"), code, raw
 end
 
@@ -182,7 +182,8 @@ describe("the inmate runner", function()
 		assert.equal(5, r[1])
 		assert.same({ nil, "x", nil, { 1.0, -0.0 } }, { r[2], r[3], r[4], r[5] })
 		assert.is_nil(r[6])
-		assert.equal("float", math.type(r[5][1]))
+		-- the float stays a float: a subtype Lua 5.4 has and LuaJIT does not
+		if C.INTEGERS then assert.equal("float", math.type(r[5][1])) end
 	end)
 
 	it("passes binary strings byte for byte", function()
@@ -303,7 +304,7 @@ describe("the inmate runner", function()
 		local dir = inmate({
 			["helper.lua"] = "return { twice = function(s) return s .. s end }",
 		})
-		assert(os.execute("mkdir " .. sh_quote(dir .. "/inmate")))
+		assert(C.execute("mkdir " .. sh_quote(dir .. "/inmate")))
 		write_file(dir .. "/inmate/init.lua", "local h = require 'helper'\nreturn { f = function(s) return h.twice(s) end }")
 		local frames = run(dir, call("f", "ab"))
 		assert.same({ n = 1, "abab" }, frames[2].value)
@@ -357,7 +358,7 @@ describe("the inmate runner", function()
 			assert.equal("HYYYR", types(frames))
 			assert.same({ n = 1, "done" }, frames[5].value)
 			for i, w in ipairs(writes) do
-				assert.equal(#w - 5, string.unpack(">I4", w, 2), "write " .. i)
+				assert.equal(#w - 5, (C.bin_unpack(">I4", w, 2)), "write " .. i)
 			end
 		end)
 
