@@ -12,7 +12,7 @@ local function api_number(v)
   return tonumber(major) * 1000 + tonumber(minor)
 end
 
--- Runs `code` in a fresh lua5.4 (opts as helper.lua_cmd; opts.prefix is put in
+-- Runs `code` in a fresh Lua (the interpreter running the specs) (opts as helper.lua_cmd; opts.prefix is put in
 -- front, e.g. setpriv): its output with stderr, and whether it exited 0.
 local function lua(code, opts)
   local cmd = helper.lua_cmd(code, opts)
@@ -180,7 +180,8 @@ describe("lockup.connect", function()
 
     it("runs a box through it (attach over TCP)", function()
       local d = assert(lockup.connect("tcp://127.0.0.1:" .. relay.port))
-      local box <close>, err = d:start({ image = helper.IMAGE })
+      local box, err = d:start({ image = helper.IMAGE })
+      finally(function() if box then box:stop() end end)
       assert.is_not_nil(box, err)
       assert.equal("attach", box.lane_name) -- a remote engine cannot see this host's FIFOs
       local r = assert(box:run("echo over-tcp; echo oops >&2; exit_code=4; (exit $exit_code)"))

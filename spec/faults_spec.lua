@@ -8,6 +8,7 @@
 -- restarts it with scripts/setup.sh: do not run this file alongside other
 -- specs or programs using the same Engine.
 local helper = require "helper"
+local C = require "support.compat"
 local lockup = require "lockup"
 local core = require "lockup.core"
 
@@ -32,7 +33,7 @@ end
 -- The running dockerd's pid, from its pid file, checked against /proc.
 local function dockerd_pid()
   local f = assert(io.open("/var/run/docker.pid"))
-  local pid = assert(math.tointeger(tonumber(f:read("l"))), "no pid in /var/run/docker.pid")
+  local pid = assert(C.tointeger(f:read("l")), "no pid in /var/run/docker.pid")
   f:close()
   local c = assert(io.open("/proc/" .. pid .. "/comm"), "dockerd (pid " .. pid .. ") not running")
   local comm = c:read("l")
@@ -65,7 +66,7 @@ describe("the Docker daemon killed (SIGKILL) under a box", function()
 
     local outcome, killed_at, returned_at = nil, nil, nil
     lockup.run(function()
-      outcome = table.pack(pcall(box.run, box, (fifo and "sleep 5" or "sleep 30") .. "; echo finished"))
+      outcome = C.pack(pcall(box.run, box, (fifo and "sleep 5" or "sleep 30") .. "; echo finished"))
       returned_at = now()
     end, function()
       lockup.sleep(1) -- the step is running
@@ -114,9 +115,11 @@ describe("the Docker daemon killed (SIGKILL) under a box", function()
     -- the daemon back: a new connection, and the one made before it, both work
     ensure_daemon()
     local d2 = assert(lockup.connect())
-    local fresh <close> = assert(d2:start { image = helper.IMAGE })
+    local fresh = assert(d2:start { image = helper.IMAGE })
+    finally(function() fresh:stop() end)
     assert.equal("ok\n", assert(fresh:run("echo ok")).stdout)
-    local old <close> = assert(d:start { image = helper.IMAGE })
+    local old = assert(d:start { image = helper.IMAGE })
+    finally(function() old:stop() end)
     assert.equal("ok\n", assert(old:run("echo ok")).stdout)
     -- the boxes of the killed daemon: gone, or removed now that it is back
     for _, b in ipairs { box, idle } do
@@ -256,7 +259,8 @@ describe("prune after an owner killed in the middle of docker:start", function()
     assert(status, body)
     local unrelated = body.Id
     made[#made + 1] = unrelated
-    local live <close> = assert(d:start { image = helper.IMAGE })
+    local live = assert(d:start { image = helper.IMAGE })
+    finally(function() live:stop() end)
 
     local n, err = lockup.prune()
     assert.is_number(n, err)

@@ -6,20 +6,21 @@
 -- The 1 GiB streaming test is tagged #slow (about a minute; skip it with
 -- `busted --exclude-tags=slow`).
 local helper = require "helper"
+local C = require "support.compat"
 local core = require "lockup.core"
 
 local now = core.monotime
 local q = helper.shell_quote
 local MiB = 1024 * 1024
 
-local function oct(s) return math.tointeger(tonumber(s, 8)) end
+local function oct(s) return C.tointeger(tonumber(s, 8)) end
 
 -- A string of n bytes that is not all the same byte.
 local function pattern(n, seed)
   local unit = {}
   for i = 1, 4093 do unit[i] = string.char((i * 31 + (seed or 0)) % 256) end
   unit = table.concat(unit) -- a prime length: no alignment with any block size
-  return unit:rep(n // #unit + 1):sub(1, n)
+  return unit:rep(math.floor(n / #unit) + 1):sub(1, n)
 end
 
 -- stdout of a command that must succeed in the box.
@@ -219,7 +220,8 @@ describe("box:put and box:get", function()
   end)
 
   it("bounds get by the box's max_output by default", function()
-    local small <close> = assert(docker:start { image = helper.IMAGE, max_output = 1000 })
+    local small = assert(docker:start { image = helper.IMAGE, max_output = 1000 })
+    finally(function() small:stop() end)
     assert.is_true(small:put("f", ("x"):rep(1001)))
     local data, err = small:get("f")
     assert.is_nil(data)
@@ -452,7 +454,8 @@ describe("start{ volumes = ... }", function()
   after_each(function() helper.rm_rf(dir) end)
 
   it("mounts a host directory read-only by default", function()
-    local box <close> = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data" } })
+    local box = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data" } })
+    finally(function() box:stop() end)
     assert.equal("from the host", assert(box:get("/data/in.txt")))
     local r = assert(box:run("echo x > /data/new"))
     assert.is_false(r.ok)
@@ -464,7 +467,8 @@ describe("start{ volumes = ... }", function()
   end)
 
   it("mounts one writable with :rw, and put may write there", function()
-    local box <close> = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data:rw" } })
+    local box = assert(helper.docker():start { image = helper.IMAGE, volumes = { [dir] = "/data:rw" } })
+    finally(function() box:stop() end)
     assert.is_true(assert(box:run("echo from the box > /data/new")).ok)
     assert.equal("from the box\n", helper.read(dir .. "/new"))
     assert.is_true(box:put("/data/put.txt", "put"))
@@ -598,7 +602,7 @@ describe("#slow put_file and get_file of 1 GiB", function()
     -- a 1 MiB block, different in each MiB (its last 8 bytes count them)
     local block = pattern(MiB - 8, 7)
     local f = assert(io.open(dir .. "/big", "wb"))
-    for i = 1, 1024 do assert(f:write(block, string.pack(">I8", i))) end
+    for i = 1, 1024 do assert(f:write(block, C.bin_pack(">I8", i))) end
     assert(f:close())
     local t_write = now() - t0
     t0 = now()
@@ -637,7 +641,7 @@ describe("#slow put_file and get_file of 1 GiB", function()
 
     io.stderr:write(string.format("\n[1 GiB] host write %.1f s, host sha256 %.1f s, put_file %.1f s (RSS +%d MiB), "
       .. "box sha256 %.1f s, get_file %.1f s (RSS +%d MiB); Lua heap at most %d MiB\n", t_write, t_hash, t_put,
-      put_growth // 1024, t_box_hash, t_get, get_growth // 1024, lua_peak // 1024))
+      math.floor(put_growth / 1024), t_box_hash, t_get, math.floor(get_growth / 1024), math.floor(lua_peak / 1024)))
     -- Under `make test-asan` freed blocks wait in ASan's quarantine (256 MiB by
     -- default) before they are reused: RSS may grow by that much more.
     local bound = 100 * 1024 + ((os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) and 256 * 1024 or 0)

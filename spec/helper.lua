@@ -50,6 +50,23 @@ function helper.remove(id)
   assert(status or code == 404, err)
 end
 
+-- Calls fn(box, ...) and stops the box however fn ends, as `local box <close>`
+-- does on Lua 5.4 (LuaJIT has no to-be-closed variables; inside an `it`,
+-- busted's finally(function() box:stop() end) does the same): fn's results,
+-- or its error raised again once the box is stopped.
+function helper.closing(box, fn, ...)
+  local r = C.pack(pcall(fn, box, ...))
+  if box then box:stop() end
+  if not r[1] then error(r[2], 0) end
+  return C.unpack(r, 2, r.n)
+end
+
+-- Compiles `src`, a chunk only Lua 5.4 parses (`<close>`; run it where
+-- support.compat's CLOSE is true), with `name` for its messages.
+function helper.load54(src, name)
+  return assert(load(src, "=" .. name, "t"))
+end
+
 -- Polls fn() every 0.1 s until it returns a true value (returned) or `seconds`
 -- (default 5) have passed (false).
 function helper.eventually(fn, seconds)

@@ -4,6 +4,7 @@
 -- and no container of ours is left once its box is stopped).
 -- Durations asserted below are hang guards, not timings.
 local helper = require "helper"
+local C = require "support.compat"
 local lockup = require "lockup"
 local core = require "lockup.core"
 
@@ -253,7 +254,7 @@ describe("hostile commands", function()
       r = assert(box:run("yes", { max_output = MiB }))
       assert.is_true(r.truncated)
       assert.equal(MiB, #r.stdout)
-      assert.is_true(r.stdout == ("y\n"):rep(MiB // 2))
+      assert.is_true(r.stdout == ("y\n"):rep(math.floor(MiB / 2)))
       r = assert(box:run("yes >&2", { max_output = 3 }))
       assert.equal("y\ny", r.stderr)
       assert.is_true(r.truncated)
@@ -589,7 +590,7 @@ describe("hostile commands", function()
       end
     end
     local t0 = now()
-    local results = { lockup.run(table.unpack(fns)) }
+    local results = { lockup.run(C.unpack(fns)) }
     assert.is_true(now() - t0 < 90, "50 boxes took " .. (now() - t0) .. " s")
     assert.equal(N, #results)
     assert(hostile.bomb[1] or hostile.bomb[2])

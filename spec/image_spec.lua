@@ -3,6 +3,7 @@
 -- a registry: loopback only), image_exists, remove_image, lockup.content_tag.
 -- Every image a test makes is removed in teardown.
 local helper = require "helper"
+local C = require "support.compat"
 local lockup = require "lockup"
 local core = require "lockup.core"
 local context = require "lockup.context"
@@ -10,7 +11,7 @@ local context = require "lockup.context"
 local now = core.monotime
 local q = helper.shell_quote
 
-local function oct(s) return math.tointeger(tonumber(s, 8)) end
+local function oct(s) return C.tointeger(tonumber(s, 8)) end
 
 local docker
 local made = {} -- image names and ids to remove in teardown
@@ -39,8 +40,9 @@ local raised = helper.raised
 
 -- Runs cmd in a fresh box of `image`; returns its result.
 local function run_in(image, cmd)
-  local box <close> = assert(docker:start { image = image })
-  return assert(box:run(cmd))
+  return helper.closing(assert(docker:start { image = image }), function(box)
+    return assert(box:run(cmd))
+  end)
 end
 
 setup(function()

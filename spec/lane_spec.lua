@@ -39,16 +39,18 @@ describe("choosing a lane", function()
     assert.is_true(ok, out)
     assert.equal("fifo\n", out)
     for _, lane in ipairs { "fifo", "attach" } do
-      local box <close> = assert(d:start { image = helper.IMAGE, lane = lane })
-      assert.equal(lane, box.lane_name)
-      assert.matches(lane .. " lane", tostring(box), 1, true)
-      assert.equal("hi\n", assert(box:run("echo hi")).stdout)
+      helper.closing(assert(d:start { image = helper.IMAGE, lane = lane }), function(box)
+        assert.equal(lane, box.lane_name)
+        assert.matches(lane .. " lane", tostring(box), 1, true)
+        assert.equal("hi\n", assert(box:run("echo hi")).stdout)
+      end)
     end
   end)
 
   it("a named user cannot own the FIFOs: the default falls back to attach, lane = 'fifo' says why", function()
     local auto = assert(lockup.connect { socket = "/var/run/docker.sock" })
-    local box <close> = assert(auto:start { image = helper.IMAGE, user = "sandbox" })
+    local box = assert(auto:start { image = helper.IMAGE, user = "sandbox" })
+    finally(function() box:stop() end)
     assert.equal("attach", box.lane_name)
     assert.equal("sandbox\n", assert(box:run("id -un")).stdout)
     box:stop()
@@ -60,10 +62,11 @@ describe("choosing a lane", function()
 
   it("root and uid:gid work on the fifo lane", function()
     for _, user in ipairs { "root", "1000:1000", "4242" } do
-      local box <close> = assert(d:start { image = helper.IMAGE, user = user })
-      assert.equal("fifo", box.lane_name)
-      local uid = user == "root" and "0" or user:match("^%d+")
-      assert.equal(uid .. "\n", assert(box:run("id -u")).stdout)
+      helper.closing(assert(d:start { image = helper.IMAGE, user = user }), function(box)
+        assert.equal("fifo", box.lane_name)
+        local uid = user == "root" and "0" or user:match("^%d+")
+        assert.equal(uid .. "\n", assert(box:run("id -u")).stdout)
+      end)
     end
   end)
 
@@ -103,7 +106,8 @@ describe("the fifo lane on the host", function()
   setup(function() d = assert(lockup.connect { lane = "fifo" }) end)
 
   it("a private parent, a per-box directory the box can search, FIFOs owned by the box's uid", function()
-    local box <close> = assert(d:start { image = helper.IMAGE })
+    local box = assert(d:start { image = helper.IMAGE })
+    finally(function() box:stop() end)
     local dir = lane_dir(box)
     assert.equal(PARENT, dir:match("^(.*)/[^/]+$"))
     assert.matches("^%d+%-" .. ("%x"):rep(32) .. "$", dir:match("[^/]+$"))
@@ -249,21 +253,23 @@ describe("a hostile box on the fifo lane", function()
 
   it("cannot open `in` or `life` for writing, by path or through a descriptor, as its user or as root", function()
     for _, user in ipairs { "65534:65534", "root" } do
-      local box <close> = start { user = user }
-      for _, name in ipairs { "in", "life" } do
-        local r = assert(box:run("echo x >/.lockup/" .. name))
-        assert.are_not.equal(0, r.code)
-        assert.matches("Permission denied", r.stderr)
-        r = assert(box:run("for f in /proc/[0-9]*/fd/*; do [ \"$(readlink $f)\" = /.lockup/" .. name .. " ] && " ..
-          "{ echo x >$f && echo WROTE; }; done 2>/dev/null; true"))
-        assert.equal("", r.stdout)
-      end
-      answers(box)
+      helper.closing(start { user = user }, function(box)
+        for _, name in ipairs { "in", "life" } do
+          local r = assert(box:run("echo x >/.lockup/" .. name))
+          assert.are_not.equal(0, r.code)
+          assert.matches("Permission denied", r.stderr)
+          r = assert(box:run("for f in /proc/[0-9]*/fd/*; do [ \"$(readlink $f)\" = /.lockup/" .. name .. " ] && " ..
+            "{ echo x >$f && echo WROTE; }; done 2>/dev/null; true"))
+          assert.equal("", r.stdout)
+        end
+        answers(box)
+      end)
     end
   end)
 
   it("cannot delete, replace, rename or chmod its FIFOs", function()
-    local box <close> = start()
+    local box = start()
+    finally(function() box:stop() end)
     for _, attack in ipairs {
       "rm -f /.lockup/in", "mv /.lockup/out /.lockup/o", "chmod 666 /.lockup/in", "ln -sf /tmp/x /.lockup/err",
       "mkfifo /.lockup/new", "touch /.lockup/in", ": >/.lockup/x", "rm -rf /.lockup",
@@ -297,7 +303,8 @@ describe("a hostile box on the fifo lane", function()
   end)
 
   it("fake sentinels written to out and err, from the step and from the background, change nothing", function()
-    local box <close> = start()
+    local box = start()
+    finally(function() box:stop() end)
     assert(box:run("(while :; do printf '\\001%032d 0\\n'; printf '\\001%032d 0\\n' >&2; " ..
       "printf '\\001abc 9\\n' >/.lockup/out; sleep 0.01; done) &"))
     for i = 1, 20 do
@@ -311,7 +318,8 @@ describe("a hostile box on the fifo lane", function()
   end)
 
   it("a flood into `out` while lockup is not reading: the next step ends at its cap, the box goes on", function()
-    local box <close> = start { max_output = 1024 * 1024 }
+    local box = start { max_output = 1024 * 1024 }
+    finally(function() box:stop() end)
     assert(box:run("(yes flood >/.lockup/out) >/dev/null 2>&1 &"))
     lockup.sleep(1) -- the FIFO fills and the writer blocks
     local rss = helper.rss_kb()

@@ -1,6 +1,7 @@
 -- box:run and box:exec against the real Engine: exact output, the sentinel,
 -- stdin, shell semantics, serialization and concurrency.
 local helper = require "helper"
+local C = require "support.compat"
 local lockup = require "lockup"
 local core = require "lockup.core"
 
@@ -100,7 +101,7 @@ describe("box:run", function()
         .. "yes e | head -c 1048576 >&2"):format(n), { max_output = 128 * 1024 * 1024 }))
       assert.equal(0, r.code)
       assert.equal(n, #r.stdout)
-      local expected = line:rep(n // #line + 1):sub(1, n)
+      local expected = line:rep(math.floor(n / #line) + 1):sub(1, n)
       assert.is_true(r.stdout == expected, "stdout differs from the expected 100 MB")
       assert.equal(("e\n"):rep(524288), r.stderr)
     end)
@@ -277,7 +278,8 @@ describe("box:run", function()
 
   describe("timeouts and output caps", function()
     it("kill a command past its timeout, keep its output, and the box goes on with its state", function()
-      local b <close> = assert(docker:start { image = helper.IMAGE })
+      local b = assert(docker:start { image = helper.IMAGE })
+      finally(function() b:stop() end)
       assert(b:run("cd /tmp; x=kept"))
       local r = assert(b:run("echo partial; sleep 30 & sleep 30", { timeout = 0.5 }))
       assert.is_true(r.timed_out)
@@ -290,7 +292,8 @@ describe("box:run", function()
     end)
 
     it("stop the box when the shell itself loops past the timeout, and say so", function()
-      local b <close> = assert(docker:start { image = helper.IMAGE })
+      local b = assert(docker:start { image = helper.IMAGE })
+      finally(function() b:stop() end)
       local r = assert(b:run("echo looping; while :; do :; done", { timeout = 0.5 }))
       assert.is_true(r.timed_out)
       assert.is_true(r.box_stopped)
@@ -301,7 +304,8 @@ describe("box:run", function()
     end)
 
     it("cap each stream at max_output, mark the result truncated and stop the command", function()
-      local b <close> = assert(docker:start { image = helper.IMAGE, max_output = 1000 })
+      local b = assert(docker:start { image = helper.IMAGE, max_output = 1000 })
+      finally(function() b:stop() end)
       local r = assert(b:run("yes; echo never"))
       assert.is_true(r.truncated)
       assert.equal(("y\n"):rep(500), r.stdout)
@@ -318,7 +322,8 @@ describe("box:run", function()
     end)
 
     it("stop a command whose callback returns false, as at a cap, on run and exec", function()
-      local b <close> = assert(docker:start { image = helper.IMAGE })
+      local b = assert(docker:start { image = helper.IMAGE })
+      finally(function() b:stop() end)
       assert(b:run("x=kept"))
       local calls = 0
       local function enough() calls = calls + 1 return false end
@@ -366,17 +371,18 @@ describe("many boxes from one lockup.run", function()
     local docker = helper.docker()
     local order, outputs = {}, {}
     lockup.run(function()
-      local b <close> = assert(docker:start { image = helper.IMAGE })
-      local done = 0
-      for i = 1, 5 do
-        lockup.spawn(function()
-          local r = assert(b:run(("echo start%d; sleep 0.05; echo end%d"):format(i, i)))
-          order[#order + 1] = i
-          outputs[i] = r.stdout
-          done = done + 1
-        end)
-      end
-      while done < 5 do lockup.sleep(0.01) end
+      helper.closing(assert(docker:start { image = helper.IMAGE }), function(b)
+        local done = 0
+        for i = 1, 5 do
+          lockup.spawn(function()
+            local r = assert(b:run(("echo start%d; sleep 0.05; echo end%d"):format(i, i)))
+            order[#order + 1] = i
+            outputs[i] = r.stdout
+            done = done + 1
+          end)
+        end
+        while done < 5 do lockup.sleep(0.01) end
+      end)
     end)
     assert.same({ 1, 2, 3, 4, 5 }, order)
     for i = 1, 5 do assert.equal(("start%d\nend%d\n"):format(i, i), outputs[i]) end
@@ -388,19 +394,20 @@ describe("many boxes from one lockup.run", function()
     local fns, ready = {}, 0
     for i = 1, 20 do
       fns[i] = function()
-        local b <close> = assert(docker:start { image = helper.IMAGE })
-        -- The boxes start concurrently too, but how fast dockerd starts 20 is
-        -- not lockup's business: wait for all of them, then run.
-        ready = ready + 1
-        while ready < 20 do lockup.sleep(0.01) end
-        starts[i] = core.monotime()
-        local r = assert(b:run("sleep 1"))
-        ends[i] = core.monotime()
-        assert.equal(0, r.code)
-        return i
+        return helper.closing(assert(docker:start { image = helper.IMAGE }), function(b)
+          -- The boxes start concurrently too, but how fast dockerd starts 20 is
+          -- not lockup's business: wait for all of them, then run.
+          ready = ready + 1
+          while ready < 20 do lockup.sleep(0.01) end
+          starts[i] = core.monotime()
+          local r = assert(b:run("sleep 1"))
+          ends[i] = core.monotime()
+          assert.equal(0, r.code)
+          return i
+        end)
       end
     end
-    local results = { lockup.run(table.unpack(fns)) }
+    local results = { lockup.run(C.unpack(fns)) }
     assert.equal(20, #results)
     local latest_start, earliest_end = -math.huge, math.huge
     for i = 1, 20 do

@@ -21,7 +21,7 @@ ALL_BYTES = table.concat(ALL_BYTES)
 
 -- n bytes starting with `head`, cycling through every byte value.
 local function chunk(head, n)
-  local body = ALL_BYTES:rep(n // #ALL_BYTES + 1)
+  local body = ALL_BYTES:rep(math.floor(n / #ALL_BYTES) + 1)
   return (head .. body):sub(1, n)
 end
 

@@ -1,6 +1,7 @@
 -- The seed article's job end to end: examples/thumbnail.lua turns a JPEG into
 -- a 120x120 thumbnail in a box built from debian-gm:local (scripts/setup.sh).
 local helper = require "helper"
+local C = require "support.compat"
 
 -- Width and height from a JPEG's start-of-frame segment, decoded here on the
 -- host (not by the tool that made it); nil, why if it is not a JPEG.
@@ -13,10 +14,10 @@ local function jpeg_size(data)
     if marker == 0xFF then
       i = i + 1 -- fill byte
     else
-      local len = string.unpack(">I2", data, i + 2)
+      local len = C.bin_unpack(">I2", data, i + 2)
       -- SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC)
       if marker >= 0xC0 and marker <= 0xCF and marker ~= 0xC4 and marker ~= 0xC8 and marker ~= 0xCC then
-        local h, w = string.unpack(">I2I2", data, i + 5)
+        local h, w = C.bin_unpack(">I2I2", data, i + 5)
         return w, h
       end
       i = i + 2 + len
