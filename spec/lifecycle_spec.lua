@@ -440,8 +440,7 @@ end)
 
 describe("a task that raises inside lockup.run", function()
   -- Lua 5.4 only: `<close>` is 5.4 syntax (LuaJIT has no to-be-closed
-  -- variables); the scheduler's part, closing a dead task's coroutine, is what
-  -- runs them.
+  -- variables); the scheduler closes a dead task's coroutine, which runs them.
   if C.CLOSE then
     it("still closes its `<close>` box: the container is gone when run returns", function()
       helper.load54([[
