@@ -136,8 +136,11 @@ local function step(co, ...)
       -- A coroutine that died of an error keeps its `<close>` variables open
       -- until closed: close them now, so `local box <close>` stops its box
       -- (Lua 5.4; LuaJIT has no `<close>`).
+      -- Closing gives back the error that killed it when no handler failed.
       local closed, cerr = close_coroutine(co)
-      if not closed then t.error = t.error .. "\n(and closing it failed: " .. tostring(cerr) .. ")" end
+      if not closed and cerr ~= res[2] then
+        t.error = t.error .. "\n(and closing it failed: " .. tostring(cerr) .. ")"
+      end
     end
     return
   end
