@@ -137,7 +137,10 @@ describe("lockup.inmate limits", function()
     print(fmt("\n    flood of 250000 empty tables a frame, timeout %d s: ended %.2f s after the jail began; "
       .. "the loop's longest gap %.2f s; host RSS at most %.0f MB above its start", timeout, took, gap, peak))
     assert.equal("timeout", e.kind, tostring(e))
-    assert.is_true(peak < 100, fmt("the host's RSS grew by %.0f MB", peak))
+    -- Under AddressSanitizer (make test-asan) freed memory waits in its
+    -- quarantine, so RSS says nothing about lockup there.
+    local asan = (os.getenv("LD_PRELOAD") or ""):find("libasan", 1, true)
+    if not asan then assert.is_true(peak < 100, fmt("the host's RSS grew by %.0f MB", peak)) end
     assert.is_true(took < timeout + 3, fmt("the call ended %.2f s after the jail began (timeout %d s)", took, timeout))
     assert.is_true(gap < 2, fmt("the loop stalled for %.2f s", gap))
   end)
