@@ -89,11 +89,11 @@ function nginx:log()
 end
 
 function nginx:reload()
-  assert(os.execute(string.format("nginx -p %s -c %s/nginx.conf -s reload", self.dir, self.dir)))
+  assert(os.execute(string.format("nginx -p %s -c %s/nginx.conf -s reload 2>/dev/null", self.dir, self.dir)))
 end
 
 function nginx:stop()
-  os.execute(string.format("nginx -p %s -c %s/nginx.conf -s quit", self.dir, self.dir))
+  os.execute(string.format("nginx -p %s -c %s/nginx.conf -s quit 2>/dev/null", self.dir, self.dir))
   helper.eventually(function()
     return not io.open(self.dir .. "/nginx.pid")
   end, 10)
