@@ -104,6 +104,8 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/files.lua
 	$(RUN_ENV) $(LUA) bench/inmate.lua
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
+	$(MAKE) --no-print-directory luajit
+	$(RUN_ENV) $(LUA) bench/openresty.lua
 
 include fuzz/fuzz.mk
 
