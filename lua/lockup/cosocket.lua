@@ -6,8 +6,8 @@
 --
 -- The shape is the C connection's where lockup.docker uses it: send(data,
 -- from) -> n | nil, err; close(). Reading is split in two: readable(deadline)
--- waits for bytes (true, or false at the deadline), and pump_response(r) /
--- pump_stream(s) feed what came. Cosockets cannot shut down their sending
+-- waits for bytes (true, or false at the deadline), and pump(parser) feeds
+-- what came to the C parser. Cosockets cannot shut down their sending
 -- side: nothing in lockup needs that.
 local ngx = ngx -- luacheck: ignore 113 (nginx's global)
 local core = require "lockup.core"
@@ -79,31 +79,17 @@ local function take(self)
   return data
 end
 
--- r:pump(conn)'s statuses for an HTTP response fed from here: "head",
--- "done", false (wait for more), or nil, err.
-function Conn:pump_response(r)
-  -- Without new bytes, what came with the head goes to the body (the
-  -- parser keeps it until fed again).
-  local st, err = r:feed(take(self) or "")
+-- What came, fed to a C parser that cannot read for itself (core.response
+-- or core.stream; both take feed(bytes) and finish()): the parser's pump
+-- statuses ("head", "done" for a response; "exit", "truncated", "eof" for a
+-- stream), false to wait for more bytes, or nil, err. Without new bytes the
+-- parser is fed "" still: a response keeps the body bytes that came with its
+-- head until fed again.
+function Conn:pump(parser)
+  local st, err = parser:feed(take(self) or "")
   if st ~= "more" then return st, err end
   if self.ended then
-    if self.ended == "closed" then return r:finish() end
-    return nil, self.ended
-  end
-  return false
-end
-
--- s:pump(conn)'s statuses for a step's multiplexed stream fed from here:
--- "exit", "truncated", "more", false (wait), "eof", or nil, err.
-function Conn:pump_stream(s)
-  local data = take(self)
-  if data then
-    local st, err = s:feed(data)
-    if st == "more" then return false end
-    return st, err
-  end
-  if self.ended then
-    if self.ended == "closed" then return s:finish() end
+    if self.ended == "closed" then return parser:finish() end
     return nil, self.ended
   end
   return false

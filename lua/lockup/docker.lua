@@ -245,7 +245,7 @@ end
 -- "more" (a read budget spent), false (wait for more), or nil, err. The C
 -- connection is read by the parser itself; a cosocket reads for itself.
 local function pump_response(r, c)
-  if c.pump_response then return c:pump_response(r) end
+  if c.pump then return c:pump(r) end
   return r:pump(c)
 end
 

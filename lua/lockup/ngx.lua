@@ -10,7 +10,7 @@
 -- error that names the phase and the way out (a timer).
 local ngx = ngx -- luacheck: ignore 113 (nginx's global)
 
-local type, error, select, pcall, tostring, ipairs = type, error, select, pcall, tostring, ipairs
+local type, error, select, xpcall, tostring, ipairs = type, error, select, xpcall, tostring, ipairs
 local string_format = string.format
 local unpack = table.unpack or unpack -- luacheck: ignore 113 (LuaJIT's)
 
@@ -74,9 +74,8 @@ end
 local function thread(fn, ...)
   local args, n = { ... }, select("#", ...)
   return ngx.thread.spawn(function()
-    local res = { pcall(fn, unpack(args, 1, n)) }
-    if not res[1] then return false, debug.traceback(tostring(res[2])) end
-    return true, res[2]
+    local res = { xpcall(function() return fn(unpack(args, 1, n)) end, debug.traceback) }
+    return res[1], res[2]
   end)
 end
 

@@ -26,7 +26,7 @@ function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self
 -- A lane over a connection already hijacked (attach or exec); inside nginx,
 -- where the connection is a cosocket, lockup.lane.cosocket's.
 function _M.wrap(conn)
-  if conn.pump_stream then return require("lockup.lane.cosocket").wrap(conn) end
+  if conn.pump then return require("lockup.lane.cosocket").wrap(conn) end
   local fd = conn:fd()
   return setmetatable({ conn = conn, sets = { r = { fd, "r" }, rw = { fd, "rw" } } }, lane_mt)
 end

@@ -17,7 +17,7 @@ end
 
 -- A cosocket sends all it is given, waiting inside nginx meanwhile.
 function Lane:send(data, from) return self.conn:send(data, from) end
-function Lane:pump(stream) return self.conn:pump_stream(stream) end
+function Lane:pump(stream) return self.conn:pump(stream) end
 -- Only reading is waited for: sending never returns early here.
 function Lane:wait(_, deadline) return self.conn:readable(deadline) end
 function Lane.answered() end
