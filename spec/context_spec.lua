@@ -458,4 +458,24 @@ describe("lockup.context.hash", function()
     assert.is_nil(h)
     assert.matches("No such file", err, 1, true)
   end)
+
+  it("hashes a big file in slices, letting other tasks run between them (a loop such as nginx's never waits long)", function()
+    local lockup = require "lockup"
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/big", ("0123456789abcdef"):rep(9 * 65536)) -- 9 MiB: three slices
+    local alone = assert(lockup.content_tag(dir, "t"))
+    local tag, ticks, done = nil, 0, false
+    lockup.run(function()
+      tag = assert(lockup.content_tag(dir, "t"))
+      done = true
+    end, function()
+      while not done do
+        ticks = ticks + 1
+        lockup.sleep(0)
+      end
+    end)
+    os.execute("rm -rf " .. q(dir))
+    assert.equal(alone, tag)
+    assert.is_true(ticks >= 2, "the other task ran " .. ticks .. " times while the file was hashed")
+  end)
 end)

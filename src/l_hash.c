@@ -28,8 +28,11 @@ static int l_update(lua_State *L) {
     return 1;
 }
 
-/* h:update_file(path [, id [, follow]]) -> bytes read | nil, err: the file's
- * contents, read in slices; id and follow as for t:host_file (l_tar.c). */
+/* h:update_file(path [, id [, follow [, offset [, max]]]]) -> bytes read | nil,
+ * err: the file's contents from offset (default 0), at most max bytes (default:
+ * to its end), so that a caller that must not block long (a request inside
+ * nginx) hashes a big file in slices; id and follow as for t:host_file
+ * (l_tar.c): each slice opens the file again and checks it is the one listed. */
 static int l_update_file(lua_State *L) {
     hasher *h = get(L);
     const char *path = luaL_checkstring(L, 2);
@@ -41,10 +44,23 @@ static int l_update_file(lua_State *L) {
         lua_pushstring(L, why);
         return 2;
     }
+    lua_Integer offset = luaL_optinteger(L, 5, 0);
+    int bounded = !lua_isnoneornil(L, 6);
+    lua_Integer max = bounded ? luaL_checkinteger(L, 6) : 0;
+    luaL_argcheck(L, offset >= 0, 5, "offset must be >= 0");
+    luaL_argcheck(L, max >= 0, 6, "max must be >= 0");
+    if (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0) {
+        int err = errno;
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(err));
+        return 2;
+    }
     char buf[65536];
     lua_Integer total = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
+    while (!bounded || total < max) {
+        size_t want = bounded && max - total < (lua_Integer)sizeof buf ? (size_t)(max - total) : sizeof buf;
+        ssize_t n = read(fd, buf, want);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             int err = errno;

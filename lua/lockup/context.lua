@@ -16,6 +16,7 @@
 -- running box can change at any time.
 local core = require "lockup.core"
 local compat = require "lockup.compat"
+local scheduler = require "lockup.scheduler"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local string_format, table_sort, math_ceil = string.format, table.sort, math.ceil
@@ -25,6 +26,7 @@ local _M = {}
 
 local FILE_MODE, DIR_MODE = 420, 493 -- 0644, 0755
 local CHUNK = 256 * 1024 -- tar bytes per chunk handed to the sender
+local HASH_SLICE = 4 * 1024 * 1024 -- file bytes hashed per C call, between which other tasks run
 
 -- Why `name` cannot be a name inside a file set, or nil when it can: a
 -- relative path whose parts are neither empty nor "." nor "..", so that
@@ -181,9 +183,16 @@ function _M.hash(entries)
       if e.data then
         h:update(e.data)
       else
-        local n, err = h:update_file(e.path, e.id, e.follow)
-        if not n then return nil, err end
-        if n ~= e.size then return nil, e.path .. ": changed while being hashed" end
+        -- In slices, letting other tasks run between them: no single C call
+        -- may keep a loop (nginx's worker, lockup.run's) for long.
+        local done = 0
+        repeat
+          local n, err = h:update_file(e.path, e.id, e.follow, done, HASH_SLICE)
+          if not n then return nil, err end
+          done = done + n
+          if n == HASH_SLICE then scheduler.yield() end
+        until n < HASH_SLICE
+        if done ~= e.size then return nil, e.path .. ": changed while being hashed" end
       end
     end
   end
