@@ -461,12 +461,12 @@ describe("lockup.context.hash", function()
 
   it("hashes a big file in slices, letting other tasks run between them (a loop such as nginx's never waits long)", function()
     local lockup = require "lockup"
-    local dir = helper.tmpdir()
-    helper.write(dir .. "/big", ("0123456789abcdef"):rep(9 * 65536)) -- 9 MiB: three slices
-    local alone = assert(lockup.content_tag(dir, "t"))
+    local big_dir = helper.tmpdir()
+    helper.write(big_dir .. "/big", ("0123456789abcdef"):rep(9 * 65536)) -- 9 MiB: three slices
+    local alone = assert(lockup.content_tag(big_dir, "t"))
     local tag, ticks, done = nil, 0, false
     lockup.run(function()
-      tag = assert(lockup.content_tag(dir, "t"))
+      tag = assert(lockup.content_tag(big_dir, "t"))
       done = true
     end, function()
       while not done do
@@ -474,7 +474,7 @@ describe("lockup.context.hash", function()
         lockup.sleep(0)
       end
     end)
-    os.execute("rm -rf " .. q(dir))
+    os.execute("rm -rf " .. q(big_dir))
     assert.equal(alone, tag)
     assert.is_true(ticks >= 2, "the other task ran " .. ticks .. " times while the file was hashed")
   end)
