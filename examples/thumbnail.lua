@@ -23,8 +23,8 @@ if not docker:image_exists(tag) then
   assert(docker:build{ context = image_dir, tag = tag, on_progress = lockup.progress("building " .. tag) })
 end
 
-lockup.run(function()
-  local box <close> = assert(docker:start{ image = tag, memory = "256m", pids = 64, timeout = 60 })
+-- The conversion, in a running box.
+local function convert(box)
   assert(box:put_file(input, "in.jpg", { on_progress = lockup.progress("upload") }))
   local r = assert(box:run("thumbnail in.jpg out.jpg 120"))
   assert(r.ok, "conversion failed: " .. r.stderr)
@@ -33,4 +33,13 @@ lockup.run(function()
   local kind, dims, nets = info.stdout:match("^(%S+) (%S+)\n(.*)$")
   print(string.format("%s -> %s: %s %s, %d bytes (converted in %.0f ms; the box's network: %s)",
     input, output, kind, dims, size, r.duration * 1000, nets:gsub("%s+$", ""):gsub("\n", ", ")))
+end
+
+lockup.run(function()
+  local box = assert(docker:start{ image = tag, memory = "256m", pids = 64, timeout = 60 })
+  -- Stopped on every path; on Lua 5.4 `local box <close> = ...` does this, but
+  -- this example runs on LuaJIT too.
+  local ok, err = pcall(convert, box)
+  box:stop()
+  if not ok then error(err, 0) end
 end)

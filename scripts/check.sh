@@ -3,12 +3,13 @@
 # missing, then: the specs on the plain build, once with boxes on the fifo
 # lane (the default here) and once on the attach lane; the hostile suite again
 # under dash and bash on both lanes, and under gVisor (runsc); the specs with
-# the core under AddressSanitizer + UBSan, the core compiled against LuaJIT,
-# and a short libFuzzer run of each parser. Ends with one line of its own,
-# "N passed, N failed", and exits non-zero on any failure.
+# the core under AddressSanitizer + UBSan, the specs again under LuaJIT 2.1
+# (against the core built for it), and a short libFuzzer run of each parser.
+# Ends with one line of its own, "N passed, N failed", and exits non-zero on
+# any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluajit2-5.1-dev socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluajit2-5.1-dev luajit2 socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -53,7 +54,7 @@ done
 suite "hostile suite (gVisor runsc, attach lane)" make --no-print-directory test-runsc
 suite "lockup inside nginx" make --no-print-directory test-openresty
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
-step "build against LuaJIT 2.1" make --no-print-directory luajit
+suite "specs under LuaJIT 2.1" make --no-print-directory test-luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
 for parser in demux sentinel output http frame; do
     step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
