@@ -55,7 +55,7 @@ build = {
         "src/buf.c", "src/demux.c", "src/sentinel.c", "src/output.c", "src/http.c", "src/conn.c", "src/fifo.c",
         "src/hostfile.c", "src/tar.c", "src/frame.c",
         "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c", "src/l_fifo.c",
-        "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c",
+        "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c", "src/l_poller.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "archive", "crypto" },

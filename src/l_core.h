@@ -17,6 +17,7 @@
 #define LK_TAR "lockup.tar"
 #define LK_SHA256 "lockup.sha256"
 #define LK_FIFO "lockup.fifo"
+#define LK_POLLER "lockup.poller"
 
 #define LK_READ_CHUNK 65536
 
@@ -29,6 +30,8 @@ void lk_open_hash(lua_State *L);
 /* Adds the filesystem functions (lstat, listdir...) to the table on top. */
 void lk_open_fs(lua_State *L);
 void lk_open_fifo(lua_State *L);
+/* Adds core.poller (epoll) and the raw pipe functions to the table on top. */
+void lk_open_poller(lua_State *L);
 
 /* The open connection at index i; raises if it is closed. */
 lk_conn *lk_check_conn(lua_State *L, int i);
