@@ -8,6 +8,7 @@ local options = require "lockup.options"
 local result = require "lockup.result"
 
 local type, ipairs, error, tostring, pcall = type, ipairs, error, tostring, pcall
+local table = table
 local string_format = string.format
 local now = core.monotime
 
@@ -47,7 +48,8 @@ local function send_stdin(lane, stream, opts, deadline)
       if chunk == nil then
         if err then return nil, "reading stdin: " .. tostring(err) end
         -- fails only if the stream is gone, which the exit code then tells; a
-        -- cosocket has no shutdown, and there the box's `head -c` ends it
+        -- cosocket has no shutdown, and TLS no half-close: there the box's
+        -- `head -c` ends it
         if lane.shutdown then lane:shutdown() end
         return true
       end
@@ -72,19 +74,63 @@ local function follow(box, lane, stream, rest, opts, deadline, out)
   return st, err
 end
 
--- Inside nginx a cosocket cannot shut down its sending side, so the process
--- would never see its stdin end: there it reads exactly `size` bytes through
--- `head -c` in the box instead. Returns the argv to run, or nil, err.
+-- Inside nginx a cosocket cannot shut down its sending side, and over TLS
+-- there is no half-close that dockerd honours, so the process would never
+-- see its stdin end: there it reads exactly `size` bytes through `head -c` in
+-- the box instead. Returns the argv to run, or nil, err.
 local function delimited(box, argv, opts)
-  if opts.stdin == nil or not box.docker.cosockets then return argv end
+  local d = box.docker
+  if opts.stdin == nil or not (d.cosockets or d.tls) then return argv end
   local size = type(opts.stdin) == "string" and #opts.stdin or opts.stdin_size
   if not size then
-    return nil, "inside nginx an exec's stdin needs a known size (a string, or a function with opts.stdin_size): "
-      .. "a cosocket cannot end it by shutting down its side"
+    return nil, (d.cosockets and "inside nginx" or "over TLS (" .. d.endpoint .. ")")
+      .. " an exec's stdin needs a known size (a string, or a function with opts.stdin_size): "
+      .. (d.cosockets and "a cosocket cannot end it by shutting down its side"
+        or "TLS has no half-close that dockerd takes as the end of the input")
   end
   local wrapped = { box.shell, "-c", 'head -c "$0" | "$@"', string_format("%d", size) }
   for i = 1, #argv do wrapped[#wrapped + 1] = argv[i] end
   return wrapped
+end
+
+-- The exec's request body, and what tells a primed exec fits a later call.
+local function exec_body(box, argv, opts)
+  return {
+    AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
+    Cmd = argv, Env = _M.env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user or box.user,
+  }
+end
+
+local function fits(body)
+  local key = { tostring(body.AttachStdin), body.WorkingDir or "", body.User or "", #(body.Env or {}) }
+  for _, a in ipairs(body.Cmd) do key[#key + 1] = a end
+  for _, e in ipairs(body.Env or {}) do key[#key + 1] = e end
+  return table.concat(key, "\0")
+end
+
+-- Creates and starts an exec, hijacked: { path, conn, rest, key } or nil, err.
+local function open(box, body, fail)
+  local d = box.docker
+  local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = body })
+  if not status then return nil, fail .. created end
+  local path = "/exec/" .. created.Id
+  local conn, rest
+  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
+  if not status then return nil, fail .. conn end
+  return { path = path, conn = conn, rest = rest, key = fits(body) }
+end
+
+-- Starts argv in the box ahead of the call that will want it (a pool's
+-- prepare: the process is up, waiting for its stdin, when the call comes).
+-- The next exec of the same argv and options takes it over; true, or nil, err.
+-- Inside nginx nothing is primed: there stdin's size must be known first.
+function _M.prime(box, argv, opts)
+  opts = opts or {}
+  if box.docker.cosockets then return true end
+  local ex, err = open(box, exec_body(box, argv, opts), "priming an exec in box " .. box.id:sub(1, 12) .. ": ")
+  if not ex then return nil, err end
+  box.primed = ex
+  return true
 end
 
 -- Runs argv in the box (its lock held) and returns a result, or nil, err.
@@ -92,27 +138,27 @@ function _M.run(box, argv, opts)
   local started = now()
   local wrapped, why = delimited(box, argv, opts)
   if not wrapped then return nil, why end
-  argv = wrapped
   local deadline = started + (opts.timeout or box.timeout)
-  local d = box.docker
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
-  local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = {
-    AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
-    Cmd = argv, Env = _M.env_list(opts.env, "exec"), WorkingDir = opts.workdir, User = opts.user or box.user,
-  } })
-  if not status then return nil, fail .. created end
-  local path = "/exec/" .. created.Id
-  local conn, rest
-  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
-  if not status then return nil, fail .. conn end
+  local body = exec_body(box, wrapped, opts)
+  local ex, err = box.primed, nil
+  box.primed = nil
+  if ex and ex.key ~= fits(body) then
+    ex.conn:close()
+    ex = nil
+  end
+  if not ex then
+    ex, err = open(box, body, fail)
+    if not ex then return nil, err end
+  end
   local stream = core.stream()
   step.arm(box, stream, nil, opts)
-  local lane = attach.wrap(conn)
+  local lane = attach.wrap(ex.conn)
   local out = {}
   -- The lane is closed even when a callback raised: left open, it would hold
   -- up the box's removal while dockerd waits to copy the rest of a busy
   -- exec's output into it (20 s and more for a jail that floods its frames).
-  local ok, st, err = pcall(follow, box, lane, stream, rest, opts, deadline, out)
+  local ok, st, ferr = pcall(follow, box, lane, stream, ex.rest, opts, deadline, out)
   lane:close()
   if not ok then error(st, 0) end
   out.duration = now() - started
@@ -120,10 +166,9 @@ function _M.run(box, argv, opts)
     out.timed_out = true
     return result.new(out)
   elseif st ~= "eof" then
-    return nil, fail .. tostring(err)
+    return nil, fail .. tostring(ferr)
   end
-  local info
-  status, info = d:request("GET", path .. "/json")
+  local status, info = box.docker:request("GET", ex.path .. "/json")
   if not status then return nil, fail .. info end
   out.code = compat.tointeger(info.ExitCode)
   return result.new(out)

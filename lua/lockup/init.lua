@@ -26,6 +26,8 @@ local _M = {
   progress = require "lockup.progress",
   -- lockup.inmate{ dir = ... } -> jail: call Lua functions that run in a container.
   inmate = require("lockup.inmate").new,
+  -- lockup.pool{ docker, image, size, ... } -> pool: started, never-used boxes, ready ahead of demand.
+  pool = require("lockup.pool").new,
 }
 
 -- lockup.prune([opts]) -> number removed | nil, err, on the default connection

@@ -4,10 +4,11 @@
 --   local jail = lockup.inmate{ dir = "inmate" }   -- builds lockup-inmate:<hash> if missing
 --   print(jail:reverse("foobar"))                  --> raboof
 --
--- Each call starts a fresh box from the jail's image, runs the runtime
--- (lockup/inmate/runner.lua) on the call's request, reads its frames (parsed
--- by lockup.core's frame parser, payloads decoded by the codec) and stops the
--- box. docs/inmate-protocol.md has the protocol. Everything that comes out of
+-- Each call takes a fresh box from the jail's image (started for it, or
+-- from a warm pool with `pool = n`, whose boxes have the runtime already up),
+-- runs the runtime (lockup/inmate/runner.lua) on the call's request, reads
+-- its frames (parsed by lockup.core's frame parser, payloads decoded by the
+-- codec) and destroys the box. docs/inmate-protocol.md has the protocol. Everything that comes out of
 -- the jail is data: values, never code or names to load.
 local core = require "lockup.core"
 local compat = require "lockup.compat"
@@ -17,6 +18,8 @@ local image = require "lockup.image"
 local docker_api = require "lockup.docker"
 local options = require "lockup.options"
 local scheduler = require "lockup.scheduler"
+local pool_api = require "lockup.pool"
+local exec = require "lockup.exec"
 
 local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
   setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
@@ -100,7 +103,7 @@ end
 local INMATE_OPTIONS = {
   dir = "string", image = "string", base = "string", docker = "table", start = "table", timeout = "number",
   on_output = "function", on_progress = "function", local_mode = "boolean", max_frame = "number",
-  max_values = "number",
+  max_values = "number", pool = "number",
 }
 
 -- A whole number from 1 to `top`, or a programmer error naming the option.
@@ -161,7 +164,7 @@ function Jail:build()
 end
 
 -- lockup.inmate{ dir, image, base, docker, start, timeout, on_output,
---   on_progress, local_mode, max_frame, max_values } -> jail
+--   on_progress, local_mode, max_frame, max_values, pool } -> jail
 function _M.new(opts)
   opts = options.check(opts, INMATE_OPTIONS, "inmate", 2)
   if not opts.dir and not opts.image then
@@ -170,6 +173,8 @@ function _M.new(opts)
   if opts.local_mode and not opts.dir then error("bad argument to 'inmate' (local_mode needs dir)", 2) end
   check_count(opts, "max_frame", 0xffffffff, "the bytes one frame from the jail may hold")
   check_count(opts, "max_values", 2 ^ 53, "the values one frame from the jail may hold")
+  check_count(opts, "pool", 1000, "how many boxes to keep ready")
+  if opts.pool and opts.local_mode then error("bad argument to 'inmate' (pool needs boxes: not with local_mode)", 2) end
   if opts.start and opts.start.image then
     error("bad option 'start' to 'inmate' (the jail chooses the image: give image = ... to inmate itself)", 2)
   end
@@ -180,7 +185,7 @@ function _M.new(opts)
     timeout = opts.timeout or DEFAULT_TIMEOUT, on_output = opts.on_output or false,
     on_progress = opts.on_progress or false, local_mode = opts.local_mode or false, active = {},
     docker = false, closed = false, max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
-    max_values = opts.max_values or DEFAULT_MAX_VALUES,
+    max_values = opts.max_values or DEFAULT_MAX_VALUES, pool = false,
   }, jail_mt)
   if self.dir and not self.prebuilt then
     local st = core.lstat(self.dir .. "/inmate.lua", true)
@@ -197,6 +202,11 @@ function _M.new(opts)
     end
     self.docker = d
     self:build()
+    if opts.pool then
+      -- Each box comes with the runtime started, waiting for its request.
+      self.pool = pool_api.new { docker = d, image = self.image, size = opts.pool, start = self.start,
+        prepare = function(box) return exec.prime(box, ARGV, { stdin = "" }) end }
+    end
   end
   return self
 end
@@ -369,14 +379,19 @@ local function call_in_box(self, box, fn, request, on_yield, timeout)
 end
 
 local function box_call(self, fn, request, on_yield, timeout)
-  local start = { image = self.image }
-  for k, v in pairs(self.start) do start[k] = v end
-  local box, err = self.docker:start(start)
+  local box, err
+  if self.pool then
+    box, err = self.pool:acquire(timeout)
+  else
+    local start = { image = self.image }
+    for k, v in pairs(self.start) do start[k] = v end
+    box, err = self.docker:start(start)
+  end
   if not box then raise(self, "died", fn, "starting the jail's box: " .. err) end
-  -- Stopped on every way out, results or error, as `<close>` would (which
-  -- LuaJIT lacks).
+  -- Destroyed on every way out, results or error, as `<close>` would (which
+  -- LuaJIT lacks); a pool's box is removed in the background.
   local out = table_pack(pcall(call_in_box, self, box, fn, request, on_yield, timeout))
-  box:stop()
+  if self.pool then self.pool:release(box) else box:stop() end
   if not out[1] then error(out[2], 0) end
   return table_unpack(out, 2, out.n)
 end
@@ -424,11 +439,12 @@ function Jail:call(what, ...)
 end
 
 -- jail:close(): stops the boxes of calls in progress (they raise kind
--- "closed"); later calls raise. Idempotent.
+-- "closed") and those of its pool; later calls raise. Idempotent.
 function Jail:close()
   self.closed = true
   for box in pairs(self.active) do box:stop() end
   self.active = {}
+  if self.pool then self.pool:close() end
 end
 jail_mt.__close = Jail.close
 

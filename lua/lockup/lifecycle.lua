@@ -10,7 +10,7 @@ local exec = require "lockup.exec"
 local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
 
-local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
+local setmetatable, type, tostring, pairs, ipairs, error, next = setmetatable, type, tostring, pairs, ipairs, error, next
 local string_format, math_min = string.format, math.min
 
 local _M = {}
@@ -207,10 +207,23 @@ end
 -- Closing the lane is the lifeline's EOF: the container ends with it.
 function _M.shut(self, why)
   self.dead = self.dead or why
+  if self.primed then -- an exec started ahead of its call (lockup.exec.prime)
+    self.primed.conn:close()
+    self.primed = nil
+  end
   if self.lane then
     self.lane:close()
     self.lane = nil
   end
+end
+
+-- Has a box kept quiet since its session answered: no output, no end of
+-- its streams, no answer to the wait call (its container gone)? A pooled box
+-- is checked so before it is handed out: a never-used shell says nothing.
+function _M.idle(self)
+  if self.dead or not self.lane or not self.lane:idle() then return false end
+  local waiter = self.waiter
+  return not waiter or waiter.conn.pump ~= nil or next(core.poll({ waiter.conn:fd(), "r" }, 0)) == nil
 end
 
 -- The container's state as the Engine shows it: "gone" once it answers 404,

@@ -6,10 +6,12 @@
 --
 -- A lane moves bytes and nothing else (the session knows the sentinels):
 -- send(data, from) -> n | false | nil, err; pump(stream) -> the stream's pump
--- status; wait(want, deadline) -> ready?; answered(); close().
+-- status; wait(want, deadline) -> ready?; answered(); idle() -> nothing to
+-- read?; close().
+local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 
-local setmetatable, tostring = setmetatable, tostring
+local setmetatable, tostring, next = setmetatable, tostring, next
 local wait_any = scheduler.wait_any
 
 local _M = { name = "attach" }
@@ -28,7 +30,7 @@ function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self
 function _M.wrap(conn)
   if conn.pump then return require("lockup.lane.cosocket").wrap(conn) end
   local fd = conn:fd()
-  return setmetatable({ conn = conn, sets = { r = { fd, "r" }, rw = { fd, "rw" } } }, lane_mt)
+  return setmetatable({ conn = conn, tls = conn:tls(), sets = { r = { fd, "r" }, rw = { fd, "rw" } } }, lane_mt)
 end
 
 -- After create, before start: attaches to the container's stdio. Returns the
@@ -49,10 +51,22 @@ end
 function Lane:send(data, from) return self.conn:send(data, from) end
 function Lane:pump(stream) return stream:pump(self.conn) end
 -- Waits until the stream has bytes ("r"), or either that or room to send ("rw").
-function Lane:wait(want, deadline) return wait_any(self.sets[want], deadline) end
--- Ends the input (an exec's stdin), keeping the output.
-function Lane:shutdown() return self.conn:shutdown() end
+-- Over TLS, bytes may wait decrypted in libcurl's TLS layer while the socket
+-- has none: until a read has found nothing, the lane is ready without a poll.
+function Lane:wait(want, deadline)
+  if self.tls and self.conn:pending() then return true end
+  return wait_any(self.sets[want], deadline)
+end
+-- Ends the input (an exec's stdin), keeping the output. TLS has no half-close
+-- that dockerd takes as the end of the input: there the exec's own `head -c`
+-- ends it (lockup.exec), and this does nothing.
+function Lane:shutdown()
+  if self.tls then return true end
+  return self.conn:shutdown()
+end
 function Lane.answered() end -- nothing held back on this lane
+-- Nothing to read, not even the stream's end (a pooled box's check).
+function Lane:idle() return next(core.poll(self.sets.r, 0)) == nil end
 function Lane:close() self.conn:close() end
 
 return _M

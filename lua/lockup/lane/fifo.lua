@@ -9,7 +9,7 @@
 local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 
-local setmetatable, type, tostring, tonumber, ipairs = setmetatable, type, tostring, tonumber, ipairs
+local setmetatable, type, tostring, tonumber, ipairs, next = setmetatable, type, tostring, tonumber, ipairs, next
 local string_format = string.format
 local wait_any = scheduler.wait_any
 
@@ -90,6 +90,8 @@ end
 -- The shell has answered once: it holds out and err, so their EOF now means
 -- that it is gone.
 function Lane:answered() self.fifo:answered() end
+-- Nothing to read from out or err, not even their end (a pooled box's check).
+function Lane:idle() return next(core.poll(self.sets.r[3], 0)) == nil end
 function Lane:close() self.fifo:close() end
 
 -- Whether the fifo lane can work with the engine `d`: nil, why when it
