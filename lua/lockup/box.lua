@@ -107,9 +107,10 @@ end
 -- step then ends, killed).
 Box.kill_processes = session.kill_processes
 
--- docker:start(opts) -> box | nil, err (lockup.lifecycle does the work).
-function _M.start(d, opts)
-  return lifecycle.start(d, opts, box_mt)
+-- docker:start(opts) -> box | nil, err (lockup.lifecycle does the work;
+-- `park` is lockup.pool's, inside nginx).
+function _M.start(d, opts, park)
+  return lifecycle.start(d, opts, box_mt, park)
 end
 
 _M.Box = Box

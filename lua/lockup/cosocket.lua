@@ -31,15 +31,17 @@ end
 
 -- Connects to the socket path, or host and port: conn, or nil, err. `reused`
 -- is true for a connection from nginx's pool (the daemon may have closed it
--- since; lockup.docker retries such a call once).
-function _M.open(socket, host, port, deadline)
+-- since; lockup.docker retries such a call once). `name`: the pool it goes
+-- back to, one of its own for a connection that is parked (Conn:park).
+function _M.open(socket, host, port, deadline, name)
   local sock = ngx.socket.tcp()
   sock:settimeout(ms_until(deadline))
   local ok, err
+  local pool = name and { pool = name } or nil
   if socket then
-    ok, err = sock:connect("unix:" .. socket)
+    ok, err = sock:connect("unix:" .. socket, pool)
   else
-    ok, err = sock:connect(host, port)
+    ok, err = sock:connect(host, port, pool)
   end
   if not ok then return nil, err end
   local where = socket and ("unix:" .. socket) or (host .. ":" .. tostring(port))
@@ -101,6 +103,32 @@ function Conn:release()
     self.sock:close()
   end
   self.closed = true
+end
+
+-- Parks a connection nobody uses now (a warm box's, in lockup.pool) in
+-- nginx's pool under the name it was opened with, with no idle timeout, for
+-- a later request or timer of this worker to take back (_M.unpark). While it
+-- is parked, nginx closes it if the daemon sends anything or hangs up: a box
+-- that speaks or ends while idle loses its connection, and with it its
+-- lifeline. true, or false when it could not be parked (then it is closed).
+function Conn:park()
+  local ok = not (self.pending or self.ended or self.dead) and self.sock:setkeepalive(0, 1)
+  if not ok then self.sock:close() end
+  self.closed = true
+  return ok and true or false
+end
+
+-- Takes back the connection parked under `name`: conn, or nil, err (nil,
+-- "gone" when nginx closed it meanwhile: a fresh connection then comes out
+-- of the pool, and is closed again).
+function _M.unpark(socket, host, port, name, deadline)
+  local c, err = _M.open(socket, host, port, deadline, name)
+  if not c then return nil, err end
+  if not c.reused then
+    c:close()
+    return nil, "gone"
+  end
+  return c
 end
 
 function Conn:close()

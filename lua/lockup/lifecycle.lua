@@ -9,8 +9,10 @@ local session = require "lockup.session"
 local exec = require "lockup.exec"
 local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
+local cosocket = require "lockup.cosocket"
 
-local setmetatable, type, tostring, pairs, ipairs, error, next = setmetatable, type, tostring, pairs, ipairs, error, next
+local setmetatable, type, tostring, pairs, ipairs, error, next =
+  setmetatable, type, tostring, pairs, ipairs, error, next
 local string_format, math_min = string.format, math.min
 
 local _M = {}
@@ -102,8 +104,10 @@ local function labels_of(opts)
   return labels
 end
 
--- docker:start(opts), through lockup.box: a started box with metatable mt, or nil, err.
-function _M.start(d, opts, mt)
+-- docker:start(opts), through lockup.box: a started box with metatable mt, or
+-- nil, err. `park`: inside nginx, the name under which lockup.pool parks the
+-- box's connections (_M.park).
+function _M.start(d, opts, mt, park)
   -- docker:start tail-calls this: level 2 is the user's code.
   opts = options.check(opts, _M.START_OPTIONS, "start", 2)
   if not opts.image then error("bad argument to 'start' (option 'image' is required)", 2) end
@@ -167,11 +171,11 @@ function _M.start(d, opts, mt)
   -- Ask for the exit code now: with AutoRemove it is gone once the container is.
   local waiter
   waiter, err = d:send("POST", "/containers/" .. id .. "/wait",
-    { query = { condition = "removed" }, dedicated = true })
+    { query = { condition = "removed" }, dedicated = true, park = park and (park .. "/wait") })
   if not waiter then return fail(err) end
   self.waiter = waiter
   if attached then
-    self.lane, err, code = attach.open(d, id)
+    self.lane, err, code = attach.open(d, id, park and (park .. "/lane"))
     if not self.lane then return fail(err, code) end
   end
   status, err, code = d:request("POST", "/containers/" .. id .. "/start")
@@ -184,7 +188,46 @@ function _M.start(d, opts, mt)
     return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
   end
   self.lane:answered()
+  self.park_name = park
   return self
+end
+
+-- Inside nginx a connection belongs to the request or timer that made it, so
+-- a warm box started by a pool's timer cannot be handed to a request as it
+-- is. Instead its two connections (its lane, and the wait call that reaps
+-- it) are parked in nginx's pool of idle connections under names of their
+-- own; the request that takes the box takes them back (unpark). Parked, they
+-- still hold the lifeline: nginx closes a parked connection the daemon
+-- writes to or hangs up, so a box that ends or speaks while idle loses it,
+-- and the worker's exit ends every parked box. true, or false (the box is
+-- then shut).
+function _M.park(self)
+  local lane_ok = self.lane.conn:park()
+  local wait_ok = self.waiter.conn:park()
+  self.parked = true
+  if not (lane_ok and wait_ok) then
+    _M.shut(self, "its connections could not be parked in nginx's pool")
+    return false
+  end
+  return true
+end
+
+-- Takes a parked box's connections back, in this request: true, or false
+-- when either is gone (the box ended or spoke while parked; it is shut).
+function _M.unpark(self)
+  self.parked = false
+  local d = self.docker
+  local deadline = core.monotime() + d.timeout
+  local lane = cosocket.unpark(d.socket, d.host, d.port, self.park_name .. "/lane", deadline)
+  local wait = cosocket.unpark(d.socket, d.host, d.port, self.park_name .. "/wait", deadline)
+  if lane then self.lane = attach.wrap(lane) end
+  if wait then self.waiter.conn = wait end
+  if lane and wait then return true end
+  _M.shut(self, "it ended while parked in its pool")
+  if not wait then -- nothing to reap with: the wait call's connection is gone
+    self.waiter = nil
+  end
+  return false
 end
 
 -- Reads the daemon's answer to the wait call made at start: the container's
@@ -207,6 +250,7 @@ end
 -- Closing the lane is the lifeline's EOF: the container ends with it.
 function _M.shut(self, why)
   self.dead = self.dead or why
+  if self.parked then _M.unpark(self) end -- closed below: a parked connection would keep the box
   if self.primed then -- an exec started ahead of its call (lockup.exec.prime)
     self.primed.conn:close()
     self.primed = nil

@@ -16,6 +16,7 @@ local scheduler = require "lockup.scheduler"
 local options = require "lockup.options"
 local lifecycle = require "lockup.lifecycle"
 local hardening = require "lockup.hardening"
+local box_api = require "lockup.box"
 
 local setmetatable, type, pairs, ipairs, error, tostring, pcall =
   setmetatable, type, pairs, ipairs, error, tostring, pcall
@@ -97,17 +98,24 @@ local function fill(self)
   end
 end
 
--- A fresh box, prepared; or nil, err.
-local function fresh(self)
-  local box, err = self.docker:start(self.start)
-  if box and self.prepare then
+-- A fresh box, prepared; or nil, err. Inside nginx a box for the ready
+-- queue is parked (lockup.lifecycle.park): a request can then take it.
+local function fresh(self, for_queue)
+  local park = for_queue and self.docker.cosockets and ("lockup-" .. core.random_hex(8)) or nil
+  local box, err = box_api.start(self.docker, self.start, park)
+  if not box then return nil, err end
+  if self.prepare then
     local ok, perr = pcall(self.prepare, box)
     if not ok or not perr then
       box:stop()
       return nil, "preparing a new box: " .. tostring(ok and "prepare returned nothing" or perr)
     end
   end
-  return box, err
+  if park and not lifecycle.park(box) then
+    box:stop()
+    return nil, "a new box's connections could not be parked in nginx's pool"
+  end
+  return box
 end
 
 -- One start, in the background: the box goes to a waiting caller, else to
@@ -115,7 +123,7 @@ end
 -- wait out their whole timeout for a daemon that is down), and the next start
 -- backs off.
 function start_one(self)
-  local box, err = fresh(self)
+  local box, err = fresh(self, true)
   if not box then
     self.starting = self.starting - 1
     self.failed = self.failed + 1
@@ -177,15 +185,23 @@ function _M.new(opts)
   return self
 end
 
--- The next ready box that is still alive (a box that died while idle is
--- never handed out), or nil.
+-- Can this box be handed out? A box that died while idle never is; inside
+-- nginx its connections come back to the caller's request first.
+local function usable(self, box)
+  local ok
+  if box.parked then ok = lifecycle.unpark(box) else ok = lifecycle.idle(box) end
+  if not ok then
+    self.died = self.died + 1
+    discard(box)
+  end
+  return ok
+end
+
+-- The next ready box that can be handed out, or nil.
 local function next_alive(self)
   while true do
     local box = pop(self)
-    if not box then return nil end
-    if lifecycle.idle(box) then return box end
-    self.died = self.died + 1
-    discard(box)
+    if not box or usable(self, box) then return box end
   end
 end
 
@@ -197,8 +213,7 @@ end
 
 -- Waits for the refill to hand this caller a box; nil, err on a failed
 -- start, a timeout or close.
-local function wait_for_box(self, timeout)
-  local deadline = now() + timeout
+local function wait_for_box(self, deadline, timeout)
   local w = { co = coroutine.running() }
   self.waiters[#self.waiters + 1] = w
   fill(self)
@@ -230,7 +245,11 @@ function Pool:acquire(timeout)
   if self.when_empty == "cold" then
     box, err = fresh(self)
   else
-    box, err = wait_for_box(self, timeout or self.timeout)
+    timeout = timeout or self.timeout
+    local deadline = now() + timeout
+    repeat
+      box, err = wait_for_box(self, deadline, timeout)
+    until not box or usable(self, box)
   end
   if not box then return nil, "pool of " .. self.start.image .. ": " .. tostring(err) end
   if self.closed then

@@ -34,10 +34,10 @@ function _M.wrap(conn)
 end
 
 -- After create, before start: attaches to the container's stdio. Returns the
--- lane, or nil, err, status.
-function _M.open(d, id)
+-- lane, or nil, err, status. `park`: see lockup.lifecycle.park.
+function _M.open(d, id, park)
   local status, conn, rest = d:request("POST", "/containers/" .. id .. "/attach", {
-    query = { stream = 1, stdin = 1, stdout = 1, stderr = 1 }, hijack = true,
+    query = { stream = 1, stdin = 1, stdout = 1, stderr = 1 }, hijack = true, park = park,
   })
   if not status then return nil, conn, rest end
   -- Nothing can come before the container starts.
