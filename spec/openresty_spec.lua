@@ -150,6 +150,53 @@ describe("lockup inside nginx #nginx", function()
     assert.same({ 120, 120 }, { jpeg_size(body) })
   end)
 
+  it("keeps warm boxes in a worker's pool and hands each out once, to any request", function()
+    local before = boxes_set()
+    local function pooled()
+      local body, status = server:curl { path = "/pooled", flags = "--max-time 120" }
+      assert.equal(200, status, body .. server:log())
+      return cjson.decode(body)
+    end
+    local function stats()
+      return cjson.decode((server:curl { path = "/pool_stats" }))
+    end
+    local first = pooled() -- makes the pool: this one waited for a start
+    assert.equal("pooled\n", first.stdout)
+    assert.is_truthy(helper.eventually(function() return stats().ready == 2 end, 60), server:log())
+    local seen = { [first.id] = true }
+    local fast = {}
+    for _ = 1, 4 do
+      local r = pooled()
+      assert.is_nil(seen[r.id], "a box was handed out twice")
+      seen[r.id] = true
+      fast[#fast + 1] = r.acquire_ms
+      assert.is_truthy(helper.eventually(function() return stats().ready == 2 end, 60))
+    end
+    table.sort(fast)
+    print(string.format("    pool:acquire inside nginx, warm: median %.1f ms, max %.1f ms", fast[2], fast[4]))
+    assert.is_true(stats().hits >= 4)
+    -- a parked box whose container is killed is never handed out
+    local victim = stats().waiting[1]
+    helper.remove(victim)
+    local r = pooled()
+    assert.are_not.equal(victim, r.id)
+    assert.equal("pooled\n", r.stdout)
+    assert.equal(1, r.stats.died)
+    assert.equal("closed\n", (server:curl { path = "/pool_close" }))
+    assert.is_true(none_left(before), "a pooled box outlived its pool")
+  end)
+
+  it("ends a worker's warm boxes with the worker (nginx -s reload)", function()
+    local before = boxes_set()
+    local body, status = server:curl { path = "/pooled", flags = "--max-time 120" }
+    assert.equal(200, status, body .. server:log())
+    assert.is_truthy(helper.eventually(function()
+      return cjson.decode((server:curl { path = "/pool_stats" })).ready == 2
+    end, 60))
+    server:reload() -- the old worker exits: its parked connections close, and the boxes end
+    assert.is_true(none_left(before, 30), "a parked box outlived its worker")
+  end)
+
   it("names the phase where it cannot run, and says what to do", function()
     local p = io.popen(string.format("curl -s -D - -o /dev/null 'http://127.0.0.1:%d/header_filter'", server.port))
     local head = p:read("a")

@@ -178,9 +178,10 @@ function _M.new(opts)
     starting = 0, hits = 0, misses = 0, failed = 0, died = 0, failures = 0,
     backing_off = false, closed = false, last_error = false,
   }, pool_mt)
-  -- Boxes a killed process was starting never got their lifeline: remove
-  -- them now (those of processes still alive are left alone).
-  d:prune()
+  -- Boxes a killed process was starting never got their lifeline: they are
+  -- removed (those of processes still alive are left alone). In the
+  -- background, like the refill: making a pool does no I/O of its own.
+  scheduler.background(function() d:prune() end)
   fill(self)
   return self
 end
