@@ -20,6 +20,10 @@ local _M = {
   run = scheduler.run,
   spawn = scheduler.spawn,
   sleep = scheduler.sleep,
+  -- coroutine.wrap/resume for your own coroutines inside lockup.run: their
+  -- lockup calls wait as the task's (a plain coroutine's raise there).
+  wrap = scheduler.wrap,
+  resume = scheduler.resume,
   -- lockup.connect([url | opts]) -> docker | nil, err
   connect = docker_api.connect,
   content_tag = image.content_tag,

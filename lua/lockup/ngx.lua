@@ -38,13 +38,17 @@ end
 -- A parked coroutine's semaphore (lua-resty-core's ngx.semaphore).
 local parked = setmetatable({}, { __mode = "k" })
 
-local function park()
+-- park([deadline]): deadline in lockup.core.monotime() seconds, as elsewhere.
+local function park(deadline)
   _M.check_phase("waiting for a box")
   local co = coroutine.running()
   local sema = require("ngx.semaphore").new()
+  local timeout = 365 * 24 * 3600
+  if deadline then timeout = math.max(0, deadline - require("lockup.core").monotime()) end
   parked[co] = sema
-  local ok, err = sema:wait(365 * 24 * 3600)
+  local ok, err = sema:wait(timeout)
   parked[co] = nil
+  if not ok and deadline and err == "timeout" then return false end
   if not ok then return nil, "parked and never woken (" .. tostring(err) .. ")" end
   return true
 end
@@ -122,6 +126,24 @@ local function spawn(fn, ...)
   list[#list + 1] = thread(fn, ...)
 end
 
+-- background(fn, ...): fn(...) in a timer of its own, which outlives the
+-- request; its error goes to nginx's error log.
+local live_background = 0
+local function background(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'background' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local args, n = { ... }, select("#", ...)
+  local ok, err = ngx.timer.at(0, function()
+    local fine, why = xpcall(function() return fn(unpack(args, 1, n)) end, debug.traceback)
+    live_background = live_background - 1
+    if not fine then ngx.log(ngx.ERR, "lockup: background task failed: ", tostring(why)) end
+  end)
+  if not ok then return nil, "lockup.background: " .. tostring(err) end
+  live_background = live_background + 1
+  return true
+end
+
 local function no_poll()
   error("lockup: inside nginx nothing waits on a file descriptor (the fifo lane is not available there)", 2)
 end
@@ -134,6 +156,10 @@ function _M.install(scheduler)
   scheduler.inside = function() return true end
   scheduler.run, scheduler.spawn = run, spawn
   scheduler.wait_any, scheduler.wait = no_poll, no_poll
+  scheduler.background = background
+  scheduler.pending_background = function() return live_background end
+  -- ngx_lua's own coroutine API already lets a user coroutine wait on nginx.
+  scheduler.wrap, scheduler.resume = coroutine.wrap, coroutine.resume
 end
 
 return _M
