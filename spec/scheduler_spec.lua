@@ -7,6 +7,7 @@ local scheduler = require "lockup.scheduler"
 local core = require "lockup.core"
 
 local now = core.monotime
+local unpack = table.unpack or unpack -- luacheck: ignore 143 (LuaJIT's)
 
 -- Pipes made by a test, closed after it.
 local opened = {}
@@ -25,12 +26,13 @@ end
 -- Everything io.stderr gets while fn runs.
 local function stderr_of(fn)
   local saved, got = io.stderr, {}
-  io.stderr = { write = function(self, ...)
+  local fake = { write = function(self, ...)
     for i = 1, select("#", ...) do got[#got + 1] = tostring((select(i, ...))) end
     return self
   end }
+  io.stderr = fake -- luacheck: ignore 122
   local ok, err = pcall(fn)
-  io.stderr = saved
+  io.stderr = saved -- luacheck: ignore 122
   assert(ok, err)
   return table.concat(got)
 end
@@ -75,7 +77,7 @@ describe("lockup.scheduler", function()
           if i % 100 == 0 then scheduler.yield() end
         end
       end
-      lockup.run((table.unpack or unpack)(tasks))
+      lockup.run(unpack(tasks))
       assert.equal(2 * n, woke)
       for i = 1, n do assert.equal(tostring(i), got[i]) end
       assert_empty()
@@ -96,7 +98,7 @@ describe("lockup.scheduler", function()
         local busy_until = now() + 0.08
         while now() < busy_until do end
       end
-      lockup.run((table.unpack or unpack)(tasks))
+      lockup.run(unpack(tasks))
       local want = {}
       for i = 1, 40 do want[i] = i end
       assert.same(want, order)
@@ -379,8 +381,9 @@ describe("lockup.scheduler", function()
     end)
 
     it("park until a foreground call wakes them, and wake a parked foreground caller", function()
-      local wanted, have, refiller, waiter, waiting = 0, 0, nil, nil, false
+      local wanted, have, waiter, waiting = 0, 0, nil, false
       local stop = false
+      local refiller
       refiller = scheduler.background(function()
         while not stop do
           while have < wanted do
