@@ -7,7 +7,7 @@ local scheduler = require "lockup.scheduler"
 local core = require "lockup.core"
 
 local now = core.monotime
-local unpack = table.unpack or unpack -- luacheck: ignore 143 (LuaJIT's)
+local unpack = table.unpack or unpack -- luacheck: ignore 113 (LuaJIT's)
 
 -- Pipes made by a test, closed after it.
 local opened = {}
@@ -312,7 +312,9 @@ describe("lockup.scheduler", function()
   end)
 
   describe("background tasks", function()
-    after_each(function()
+    after_each(function() -- each test ends its background tasks; give them time to see it
+      local deadline = now() + 5
+      while scheduler.pending_background() > 0 and now() < deadline do lockup.sleep(0.01) end
       assert.equal(0, scheduler.pending_background())
     end)
 

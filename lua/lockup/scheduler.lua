@@ -50,6 +50,7 @@ local MAIN_THREAD = {}
 local tasks = {}                                      -- co -> task, the live ones
 local carried = setmetatable({}, { __mode = "k" })   -- co run by _M.resume -> the task it ran in
 local ready, nready, spare = {}, 0, {}                -- runnable tasks, first in first out
+local later, nlater = {}, 0                           -- yielded: runnable after the next poll
 local heap, nheap, hseq = {}, 0, 0                    -- tasks by deadline
 local regs, tokens, nregs, next_token = {}, {}, 0, 0  -- fd -> registration, token -> registration
 local nfg, nbg = 0, 0                                 -- live foreground and background tasks
@@ -233,7 +234,12 @@ local function file(t, what, a, b)
     if b then heap_push(t, b) end
   elseif what == SLEEP then
     t.kind, t.state = SLEEP, "wait"
-    heap_push(t, a)
+    if t ~= outer and a <= now() then -- a yield: no need for the heap
+      nlater = nlater + 1
+      later[nlater] = t
+    else
+      heap_push(t, a)
+    end
   else -- PARK
     t.kind, t.state, t.parked = PARK, "park", b
     if a then heap_push(t, a) end
@@ -336,11 +342,17 @@ local function poll_once(block)
       wake_with(t, t.kind == SLEEP) -- a sleep ends well; a wait or a park times out
     end
   end
+  for i = 1, nlater do
+    local t = later[i]
+    later[i] = nil
+    if t.state == "wait" and t.kind == SLEEP then push_ready(t, true) end
+  end
+  nlater = 0
 end
 
 -- Can anything still happen (a task to run, a descriptor or a deadline to wait for)?
 local function alive()
-  return nready > 0 or nheap > 0 or nregs > 0
+  return nready > 0 or nlater > 0 or nheap > 0 or nregs > 0
 end
 
 -- lockup.run's loop: until its tasks (and theirs) are done.
@@ -351,7 +363,7 @@ local function run_loop()
     if not alive() then
       error("lockup.run: every task is parked and nothing can wake them (deadlock)")
     end
-    poll_once(nready == 0)
+    poll_once(nready == 0 and nlater == 0)
   end
 end
 
@@ -362,10 +374,11 @@ local function turn_until(x)
   while x.state ~= "done" do
     if nready > 0 then run_ready() end
     if x.state == "done" then break end
-    if not alive() or (x.kind == PARK and nready == 0 and nregs == 0 and nheap == (x.hidx and 1 or 0)) then
+    if not alive()
+      or (x.kind == PARK and nready == 0 and nlater == 0 and nregs == 0 and nheap == (x.hidx and 1 or 0)) then
       return false
     end
-    poll_once(nready == 0)
+    poll_once(nready == 0 and nlater == 0)
   end
   return true
 end
@@ -640,7 +653,7 @@ function _M._stats()
   for _ in pairs(carried) do ncarried = ncarried + 1 end
   for _ in pairs(tokens) do ntokens = ntokens + 1 end
   return {
-    tasks = ntasks, foreground = nfg, background = nbg, ready = nready, timers = nheap, fds = nregs,
+    tasks = ntasks, foreground = nfg, background = nbg, ready = nready + nlater, timers = nheap, fds = nregs,
     tokens = ntokens, carried = ncarried, running = running,
   }
 end
