@@ -6,6 +6,7 @@
 local lockup = require "lockup"
 local core = require "lockup.core"
 local helper = require "helper"
+local C = require "support.compat"
 
 local now = core.monotime
 local raised = helper.raised
@@ -96,7 +97,7 @@ describe("lockup.pool", function()
         lockup.sleep(0.005)
       end
     end
-    lockup.run(table.unpack and table.unpack(tasks) or unpack(tasks)) -- luacheck: ignore 113
+    lockup.run(C.unpack(tasks))
     assert.equal(5, #ids)
     local distinct = {}
     for _, id in ipairs(ids) do distinct[id] = true end

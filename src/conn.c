@@ -12,6 +12,8 @@ struct lk_conn {
     CURLM *multi;
     int connected;
     int plain; /* no TLS: send and recv straight on the socket */
+    int tls;
+    int drained; /* TLS: the last recv found nothing (see lk_conn_maybe_pending) */
     int fd;
     int os_errno;
     int started;
@@ -46,7 +48,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
     return 0;
 }
 
-lk_conn *lk_conn_new(const char *url, const char *unix_path, long connect_timeout_ms) {
+lk_conn *lk_conn_new(const char *url, const char *unix_path, long connect_timeout_ms, const lk_tls *tls) {
     lk_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = -1;
@@ -66,6 +68,18 @@ lk_conn *lk_conn_new(const char *url, const char *unix_path, long connect_timeou
     curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->curl_error);
     /* Docker's API is reached directly: a proxy from the environment would be wrong. */
     curl_easy_setopt(c->easy, CURLOPT_NOPROXY, "*");
+    if (tls) {
+        c->tls = 1;
+        if (tls->ca) {
+            /* The CA given is the only one trusted: not also the system's directory. */
+            curl_easy_setopt(c->easy, CURLOPT_CAINFO, tls->ca);
+            curl_easy_setopt(c->easy, CURLOPT_CAPATH, (char *)NULL);
+        }
+        if (tls->cert) curl_easy_setopt(c->easy, CURLOPT_SSLCERT, tls->cert);
+        if (tls->key) curl_easy_setopt(c->easy, CURLOPT_SSLKEY, tls->key);
+        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, tls->verify ? 1L : 0L);
+        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, tls->verify ? 2L : 0L);
+    }
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -109,7 +123,7 @@ int lk_conn_connect(lk_conn *c, int *fd, int *want, long *timeout_ms) {
             curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &s);
             c->fd = (int)s;
             c->connected = 1;
-            c->plain = 1; /* only http:// (unix or TCP) URLs are made today */
+            c->plain = !c->tls;
             return LK_OK;
         }
     *fd = c->wait_fd == CURL_SOCKET_BAD ? -1 : (int)c->wait_fd;
@@ -118,10 +132,10 @@ int lk_conn_connect(lk_conn *c, int *fd, int *want, long *timeout_ms) {
     return LK_AGAIN;
 }
 
-/* A plain connection (unix socket or TCP without TLS, all there is today)
- * moves bytes with send(2) and recv(2) on curl's socket: a step's round trip
- * makes a few of these calls, and curl's own layers cost more than the
- * syscalls. A TLS connection will go through curl_easy_send/recv. */
+/* A plain connection (unix socket or TCP without TLS) moves bytes with
+ * send(2) and recv(2) on curl's socket: a step's round trip makes a few of
+ * these calls, and curl's own layers cost more than the syscalls. A TLS
+ * connection goes through curl_easy_send/recv (libcurl's TLS). */
 static int plain_result(lk_conn *c, ssize_t r, size_t *n) {
     if (r >= 0) {
         *n = (size_t)r;
@@ -158,6 +172,7 @@ int lk_conn_recv(lk_conn *c, char *p, size_t len, size_t *n) {
         return rc == LK_OK && *n == 0 ? LK_EOF : rc;
     }
     CURLcode rc = curl_easy_recv(c->easy, p, len, n);
+    c->drained = rc == CURLE_AGAIN;
     if (rc == CURLE_AGAIN) return LK_AGAIN;
     if (rc != CURLE_OK) {
         set_error(c, rc);
@@ -167,6 +182,10 @@ int lk_conn_recv(lk_conn *c, char *p, size_t len, size_t *n) {
 }
 
 int lk_conn_shutdown_write(lk_conn *c) {
+    /* Over TLS too, as the docker CLI does (a TCP half-close under the TLS
+     * stream, no close_notify): dockerd's TLS takes the end of TCP at a record
+     * boundary as the end of the input. A proxy in between may not: lockup
+     * ends an exec's input of known size with `head -c` in the box instead. */
     if (c->fd < 0 || shutdown(c->fd, SHUT_WR) != 0) {
         c->os_errno = errno;
         snprintf(c->error, sizeof c->error, "shutdown: %s", strerror(errno));
@@ -176,5 +195,7 @@ int lk_conn_shutdown_write(lk_conn *c) {
 }
 
 int lk_conn_fd(const lk_conn *c) { return c->fd; }
+int lk_conn_tls(const lk_conn *c) { return c->tls; }
+int lk_conn_maybe_pending(const lk_conn *c) { return c->tls && c->connected && !c->drained; }
 const char *lk_conn_error(const lk_conn *c) { return c->error; }
 int lk_conn_errno(const lk_conn *c) { return c->os_errno; }

@@ -26,15 +26,38 @@ static const char *want_name(int want) {
     return want == (LK_WANT_READ | LK_WANT_WRITE) ? "rw" : want == LK_WANT_WRITE ? "w" : "r";
 }
 
-/* core.conn(url [, unix_path [, connect_timeout_seconds]]) */
+/* tls.<name>: a string, or NULL when absent. */
+static const char *opt_field(lua_State *L, int i, const char *name) {
+    lua_getfield(L, i, name); /* (returns nothing under LuaJIT) */
+    int t = lua_type(L, -1);
+    if (t != LUA_TNIL && t != LUA_TSTRING) luaL_error(L, "bad TLS option '%s' (string expected)", name);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the table at i still holds the string: it outlives the pop */
+    return s;
+}
+
+/* core.conn(url [, unix_path [, connect_timeout_seconds [, tls]]]), tls =
+ * {ca =, cert =, key = (file names), verify = boolean} with an https:// URL
+ * (checked by lockup.docker). */
 static int l_new(lua_State *L) {
     const char *url = luaL_checkstring(L, 1);
     const char *path = luaL_optstring(L, 2, NULL);
     lua_Number t = luaL_optnumber(L, 3, 30);
+    lk_tls tls, *tp = NULL;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        tls.ca = opt_field(L, 4, "ca");
+        tls.cert = opt_field(L, 4, "cert");
+        tls.key = opt_field(L, 4, "key");
+        lua_getfield(L, 4, "verify");
+        tls.verify = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        tp = &tls;
+    }
     box_conn *b = lua_newuserdata(L, sizeof *b);
     b->c = NULL;
     luaL_setmetatable(L, LK_CONN);
-    b->c = lk_conn_new(url, path, (long)(t * 1000));
+    b->c = lk_conn_new(url, path, (long)(t * 1000), tp);
     if (!b->c) return luaL_error(L, "out of memory");
     return 1;
 }
@@ -87,6 +110,18 @@ static int l_shutdown(lua_State *L) {
     return 1;
 }
 
+/* c:pending() -> whether a receive may find bytes that polling the descriptor
+ * would not show (TLS: see lk_conn_maybe_pending). */
+static int l_pending(lua_State *L) {
+    lua_pushboolean(L, lk_conn_maybe_pending(lk_check_conn(L, 1)));
+    return 1;
+}
+
+static int l_tls(lua_State *L) {
+    lua_pushboolean(L, lk_conn_tls(lk_check_conn(L, 1)));
+    return 1;
+}
+
 static int l_fd(lua_State *L) {
     lua_pushinteger(L, lk_conn_fd(lk_check_conn(L, 1)));
     return 1;
@@ -115,7 +150,8 @@ static int l_tostring(lua_State *L) {
 void lk_open_conn(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"connect", l_connect}, {"send", l_send}, {"shutdown", l_shutdown},
-        {"fd", l_fd},           {"close", l_close}, {"closed", l_closed}, {NULL, NULL}};
+        {"fd", l_fd},           {"close", l_close}, {"closed", l_closed},
+        {"pending", l_pending}, {"tls", l_tls},     {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
     lk_class(L, LK_CONN, methods, meta);

@@ -30,7 +30,8 @@ local Docker = {}
 local docker_mt = { __index = Docker, __name = "lockup.docker" }
 
 function docker_mt.__tostring(self)
-  return string_format("lockup.docker (%s, API %s)", self.endpoint, self.api_version or "?")
+  return string_format("lockup.docker (%s%s, API %s)", self.endpoint, self.tls and ", TLS" or "",
+    self.api_version or "?")
 end
 
 local function api_number(v)
@@ -39,25 +40,120 @@ local function api_number(v)
 end
 
 local CONNECT_OPTIONS = { socket = "string", host = "string", port = "number", url = "string",
-  timeout = "number", api_version = "string", lane = "string" }
+  timeout = "number", api_version = "string", lane = "string", tls = "table|boolean", unsafe = "table" }
+local TLS_OPTIONS = { ca = "string", cert = "string", key = "string", verify = "boolean" }
+
+-- What connect refuses unless `unsafe = { ... }` names it (as start does with
+-- hardening.UNSAFE): each name lets one kind through.
+_M.UNSAFE = {
+  tls_noverify = "tls = { verify = false }: TLS that does not check who answers, so that anyone on the way "
+    .. "to the daemon can pose as it, and run what they like in every box and read what goes in",
+}
 
 local function default_target()
   local env = os.getenv("DOCKER_HOST")
   return (env and env ~= "") and env or "unix:///var/run/docker.sock" -- empty means unset, as for the CLI
 end
 
--- Turns what the user gave into {endpoint, url, socket}: curl connects to `url`,
--- through the unix socket `socket` when there is one. Returns it and the options.
+local function getenv(name)
+  local v = os.getenv(name)
+  return v ~= "" and v or nil -- empty means unset, as for the CLI
+end
+
+-- The set of names in connect's `unsafe`; a bad one raises at the user's call.
+local function unsafe_set(list)
+  local set = {}
+  for k, name in pairs(list or {}) do
+    if type(k) ~= "number" or not _M.UNSAFE[name] then
+      local got = type(name) == "string" and string_format("'%s'", name) or tostring(name)
+      error(string_format("bad option 'unsafe' to 'connect' (a list of names out of %s expected, got %s)",
+        table_concat(options.sorted_keys(_M.UNSAFE), ", "), got), 4)
+    end
+    set[name] = true
+  end
+  return set
+end
+
+-- Whether a file can be read: nil, or why not.
+local function unreadable(path)
+  local f, err = io.open(path, "rb")
+  if f then
+    f:close()
+    return nil
+  end
+  return (tostring(err):gsub("^[^:]*: ", "")) -- io.open's message starts with the path
+end
+
+-- The TLS settings of a tcp:// endpoint, as the docker CLI takes them: the
+-- `tls` option, or else DOCKER_TLS_VERIFY (any non-empty value, as for the
+-- CLI; DOCKER_TLS too, but verified: lockup never skips verification unasked)
+-- with the PEM files in DOCKER_CERT_PATH (default ~/.docker). Returns the
+-- settings for core.conn (nil: plain TCP), or nil, err when a file is missing.
+-- Bad options raise at the user's call.
+local function tls_settings(opts, unsafe, https)
+  local tls = opts.tls
+  if tls == nil and (https or getenv("DOCKER_TLS_VERIFY") or getenv("DOCKER_TLS")) then tls = true end
+  if not tls then
+    if https then error("bad option 'tls' to 'connect' (an https:// URL needs TLS)", 4) end
+    return nil
+  end
+  if tls == true then -- the docker CLI's files
+    local dir = getenv("DOCKER_CERT_PATH")
+    local from = dir and "DOCKER_CERT_PATH" or "~/.docker, the default of DOCKER_CERT_PATH"
+    dir = dir or ((getenv("HOME") or "") .. "/.docker")
+    local settings = { verify = true, from = from }
+    for _, f in ipairs { { "ca", "ca.pem" }, { "cert", "cert.pem" }, { "key", "key.pem" } } do
+      local path = dir .. "/" .. f[2]
+      local why = unreadable(path)
+      if why then
+        return nil, string_format("TLS to the Docker daemon: cannot read %s (%s) in %s: %s; put the daemon's CA "
+          .. "(ca.pem) and this client's certificate and key (cert.pem, key.pem) there, as for the docker CLI, "
+          .. "or give connect{ tls = { ca =, cert =, key = } }", path, f[2], from, why)
+      end
+      settings[f[1]] = path
+    end
+    return settings
+  end
+  options.check(tls, TLS_OPTIONS, "connect (option tls)", 4)
+  if (tls.cert == nil) ~= (tls.key == nil) then
+    error("bad option 'tls' to 'connect' (cert and key go together: give both, or neither)", 4)
+  end
+  if tls.verify == false and not unsafe.tls_noverify then
+    error("bad option 'tls.verify' to 'connect' (verify = false lets anyone on the way to the daemon pose as it, "
+      .. "and so run what they like in every box; give tls.ca, the CA that signed the daemon's certificate, "
+      .. "instead; if it must be so, give unsafe = { \"tls_noverify\" })", 4)
+  end
+  local settings = { verify = tls.verify ~= false, from = "tls" }
+  local FILES = { { "ca", "the CA certificate" }, { "cert", "the client certificate" }, { "key", "the client key" } }
+  for _, f in ipairs(FILES) do
+    local path = tls[f[1]]
+    if path then
+      local why = unreadable(path)
+      if why then
+        return nil, string_format("TLS to the Docker daemon: cannot read %s %s (tls.%s): %s", f[2], path, f[1], why)
+      end
+      settings[f[1]] = path
+    end
+  end
+  return settings
+end
+
+-- Turns what the user gave into {endpoint, url, socket, tls}: curl connects to
+-- `url`, through the unix socket `socket` when there is one, with TLS
+-- settings `tls` when given. Returns it and the options.
 local function parse_target(target)
+  local unsafe = {}
   local opts = {}
   if type(target) == "table" then
     opts = options.check(target, CONNECT_OPTIONS, "connect", 3)
+    unsafe = unsafe_set(opts.unsafe)
     if opts.socket and opts.host then error("bad argument to 'connect' (give socket or host/port, not both)", 3) end
     if opts.socket and opts.socket:sub(1, 1) ~= "/" then
       error("bad option 'socket' to 'connect' (an absolute path expected, got " .. opts.socket .. ")", 3)
     end
     target = opts.url or (opts.socket and "unix://" .. opts.socket)
-      or (opts.host and "tcp://" .. opts.host .. ":" .. (opts.port or 2375)) or default_target()
+      or (opts.host and "tcp://" .. opts.host .. ":" .. (opts.port or (opts.tls and 2376 or 2375)))
+      or default_target()
   elseif target == nil then
     target = default_target()
   elseif type(target) ~= "string" then
@@ -65,18 +161,72 @@ local function parse_target(target)
   end
   local path = target:match("^unix://(/.*)$")
   if path then
+    if opts.tls then error("bad option 'tls' to 'connect' (TLS is for tcp:// endpoints, not a unix socket)", 3) end
     return { endpoint = target, url = "http://localhost/", socket = path }, opts
   end
   local host, port = target:match("^tcp://([^/:]+):(%d+)/?$")
+  local https = false
   if not host then host, port = target:match("^http://([^/:]+):(%d+)/?$") end
+  if not host then
+    host, port = target:match("^https://([^/:]+):(%d+)/?$")
+    https = host ~= nil
+  end
   if not host then host, port = target:match("^tcp://(%[[%x:]+%]):(%d+)/?$") end
   if host then
-    return { endpoint = "tcp://" .. host .. ":" .. port, url = "http://" .. host .. ":" .. port .. "/",
-      host = host:gsub("^%[(.*)%]$", "%1"), port = tonumber(port) }, opts
+    local tls, err = tls_settings(opts, unsafe, https)
+    if err then return nil, err end
+    return { endpoint = "tcp://" .. host .. ":" .. port,
+      url = (tls and "https://" or "http://") .. host .. ":" .. port .. "/",
+      host = host:gsub("^%[(.*)%]$", "%1"), port = tonumber(port), tls = tls }, opts
   end
   return nil, string_format("unsupported Docker endpoint %q: use unix:///absolute/path/to/docker.sock "
     .. "or tcp://host:port", target)
 end
+
+-- What a TLS failure means, and what to do: a message for the known ones,
+-- or nil. `err` is libcurl's (OpenSSL's) message.
+local function tls_explain(self, err)
+  local tls, at = self.tls, self.endpoint
+  local ca = tls.ca and string_format("the CA in %s (%s)", tls.ca, tls.from == "tls" and "tls.ca" or "ca.pem")
+    or "the system's CAs"
+  local cert = tls.cert and string_format("this client's certificate %s", tls.cert) or "no client certificate"
+  local function has(s) return err:find(s, 1, true) end
+  if has("certificate has expired") or has("certificate is not yet valid") then
+    return string_format("TLS to the Docker daemon at %s failed: the daemon's certificate is out of its dates "
+      .. "(%s): renew it, or check this host's clock", at, err)
+  elseif has("unable to get local issuer") or has("self-signed certificate") or has("self signed certificate")
+    or has("certificate signature failure") or has("unable to verify the first certificate") then
+    return string_format("TLS to the Docker daemon at %s failed: the daemon's certificate is not signed by %s "
+      .. "(%s): give the CA that signed it (the file dockerd's --tlscacert names)", at, ca, err)
+  elseif has("subject name") or has("does not match target host") or has("no alternative certificate") then
+    return string_format("TLS to the Docker daemon at %s failed: the daemon's certificate is not for this name "
+      .. "(%s): connect with a name or address in the certificate, or renew it with this one", at, err)
+  elseif has("certificate required") or (not tls.cert and (has("alert bad certificate")
+    or has("alert handshake failure") or has("alert certificate unknown"))) then
+    return string_format("the Docker daemon at %s wants a client certificate and got none (%s): give tls.cert and "
+      .. "tls.key (cert.pem and key.pem in DOCKER_CERT_PATH), signed by the CA the daemon trusts", at, err)
+  elseif has("alert certificate expired") or has("alert bad certificate") or has("alert unknown ca")
+    or has("alert certificate unknown") or has("alert decrypt error") or has("alert certificate revoked") then
+    return string_format("the Docker daemon at %s refused %s (%s): it must be signed by the CA the daemon "
+      .. "trusts (dockerd --tlscacert) and be within its dates", at, cert, err)
+  elseif has("unable to set private key") or has("could not load PEM client certificate")
+    or has("unable to use client certificate") or has("key values mismatch") then
+    return string_format("TLS to the Docker daemon at %s: cannot use the client certificate %s and key %s (%s): "
+      .. "they must be PEM files of one key pair", at, tostring(tls.cert), tostring(tls.key), err)
+  elseif has("wrong version number") or has("packet length too long") or has("record layer failure") then
+    return string_format("the Docker daemon at %s does not speak TLS there (%s): is that its plain port "
+      .. "(2375)? Connect without tls, or to the port dockerd --tlsverify listens on (2376)", at, err)
+  elseif has("SSL connection timeout") then
+    return string_format("timed out in the TLS handshake with %s (%s): is a TLS server listening there "
+      .. "(dockerd --tlsverify)?", at, err)
+  elseif has("unexpected eof") or has("Connection reset") or has("connection closed")
+    or has("SSL_ERROR_SYSCALL") then
+    return string_format("the Docker daemon at %s closed the TLS connection (%s): it may have refused %s, "
+      .. "or not speak TLS there; its log says why", at, err, cert)
+  end
+  return nil
+end
+_M.tls_explain = tls_explain
 
 local ERRNO_EACCES, ERRNO_ENOENT, ERRNO_ECONNREFUSED = 13, 2, 111
 
@@ -93,7 +243,8 @@ function Docker:connect_error(err, errno)
     return string_format("cannot connect to the Docker daemon at %s (connection refused): "
       .. "is dockerd listening there (dockerd -H %s)?", self.endpoint, self.endpoint)
   end
-  return string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
+  return self.tls and tls_explain(self, err)
+    or string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
 end
 
 -- A connection over an nginx cosocket (lockup.cosocket), or nil, err.
@@ -110,7 +261,7 @@ end
 -- A new connection, connected (or nil, err).
 function Docker:open(deadline)
   if self.cosockets then return open_cosocket(self, deadline) end
-  local c = core.conn(self.url, self.socket, math.max(0.001, deadline - now()))
+  local c = core.conn(self.url, self.socket, math.max(0.001, deadline - now()), self.tls)
   while true do
     local ok, fd, want, timer = c:connect()
     if ok then return c end
@@ -249,9 +400,12 @@ local function pump_response(r, c)
   return r:pump(c)
 end
 
--- Waits until the connection has bytes: true, or false at the deadline.
+-- Waits until the connection has bytes: true, or false at the deadline. Over
+-- TLS, bytes may wait decrypted in libcurl's TLS layer, which polling does not
+-- show: then it is worth reading first.
 local function readable(c, deadline)
   if c.readable then return c:readable(deadline) end
+  if c:pending() then return true end
   return wait(c:fd(), "r", deadline)
 end
 
@@ -329,7 +483,8 @@ function Docker:receive(call, deadline)
         again.pooled = false
         return self:receive(again, deadline)
       end
-      return nil, string_format("%s %s: %s", call.method, call.path, err or "connection closed")
+      err = err or "connection closed"
+      return nil, string_format("%s %s: %s", call.method, call.path, self.tls and tls_explain(self, err) or err)
     end
   end
 end
@@ -388,7 +543,13 @@ end
 function _M.connect(target)
   local where, opts = parse_target(target)
   if not where then return nil, opts end
-  if ngx_backend.active then ngx_backend.check_phase("lockup.connect") end
+  if ngx_backend.active then
+    ngx_backend.check_phase("lockup.connect")
+    if where.tls then
+      return nil, "TLS to the Docker daemon is not available inside nginx (lockup's cosockets speak plain HTTP): "
+        .. "reach the daemon over its unix socket, or through a TLS proxy on this host"
+    end
+  end
   if opts.api_version and not api_number(opts.api_version) then
     error("bad option 'api_version' to 'connect' (a version such as \"1.41\" expected)", 2)
   end
@@ -397,10 +558,14 @@ function _M.connect(target)
     or (env_lane and env_lane ~= "" and lifecycle.check_lane(env_lane, "connect (LOCKUP_LANE)", 2)) or nil
   local self = setmetatable({
     endpoint = where.endpoint, url = where.url, socket = where.socket, host = where.host, port = where.port,
-    lane = lane, cosockets = ngx_backend.active,
+    tls = where.tls, lane = lane, cosockets = ngx_backend.active,
     timeout = opts.timeout or DEFAULT_TIMEOUT, idle = {}, prefix = "",
   }, docker_mt)
   local info, err = self:version()
+  if not info and not self.tls and tostring(err):find("HTTP request to an HTTPS server", 1, true) then
+    return nil, string_format("the Docker daemon at %s speaks TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH "
+      .. "(ca.pem, cert.pem, key.pem), or give connect{ tls = { ca =, cert =, key = } } (%s)", self.endpoint, err)
+  end
   if not info then return nil, err end
   local daemon = type(info) == "table" and info.ApiVersion
   if not api_number(daemon) then

@@ -48,8 +48,8 @@ local function send_stdin(lane, stream, opts, deadline)
       if chunk == nil then
         if err then return nil, "reading stdin: " .. tostring(err) end
         -- fails only if the stream is gone, which the exit code then tells; a
-        -- cosocket has no shutdown, and TLS no half-close: there the box's
-        -- `head -c` ends it
+        -- cosocket has no shutdown, and there the box's `head -c` ends it (over
+        -- TLS it does too when the size is known, and this is a spare)
         if lane.shutdown then lane:shutdown() end
         return true
       end
@@ -74,19 +74,21 @@ local function follow(box, lane, stream, rest, opts, deadline, out)
   return st, err
 end
 
--- Inside nginx a cosocket cannot shut down its sending side, and over TLS
--- there is no half-close that dockerd honours, so the process would never
--- see its stdin end: there it reads exactly `size` bytes through `head -c` in
--- the box instead. Returns the argv to run, or nil, err.
+-- Inside nginx a cosocket cannot shut down its sending side, so the process
+-- would never see its stdin end: there it reads exactly `size` bytes through
+-- `head -c` in the box instead. Over TLS too when the size is known: a TCP
+-- half-close under TLS (what the docker CLI sends) ends the input for dockerd,
+-- but a TLS proxy on the way may not pass it on; a source of unknown size
+-- still ends that way (the lane shuts down its side). Returns the argv to
+-- run, or nil, err.
 local function delimited(box, argv, opts)
   local d = box.docker
   if opts.stdin == nil or not (d.cosockets or d.tls) then return argv end
   local size = type(opts.stdin) == "string" and #opts.stdin or opts.stdin_size
+  if not size and d.tls then return argv end
   if not size then
-    return nil, (d.cosockets and "inside nginx" or "over TLS (" .. d.endpoint .. ")")
-      .. " an exec's stdin needs a known size (a string, or a function with opts.stdin_size): "
-      .. (d.cosockets and "a cosocket cannot end it by shutting down its side"
-        or "TLS has no half-close that dockerd takes as the end of the input")
+    return nil, "inside nginx an exec's stdin needs a known size (a string, or a function with opts.stdin_size): "
+      .. "a cosocket cannot end it by shutting down its side"
   end
   local wrapped = { box.shell, "-c", 'head -c "$0" | "$@"', string_format("%d", size) }
   for i = 1, #argv do wrapped[#wrapped + 1] = argv[i] end

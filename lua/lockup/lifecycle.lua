@@ -11,8 +11,7 @@ local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
 local cosocket = require "lockup.cosocket"
 
-local setmetatable, type, tostring, pairs, ipairs, error, next =
-  setmetatable, type, tostring, pairs, ipairs, error, next
+local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
 local string_format, math_min = string.format, math.min
 
 local _M = {}
@@ -80,7 +79,7 @@ end
 
 -- Why a container did not start, told so the user knows what to do.
 local function start_error(image, shell, err, code)
-  if code == 404 and err:find("No such image", 1, true) then
+  if code == 404 and err:lower():find("no such image", 1, true) then -- Podman: "no such image: ..."
     return string_format("image '%s' not found on the Engine: build it (docker build) or pull it first", image)
   end
   if err:find(shell, 1, true) and (err:find("no such file", 1, true) or err:find("not found", 1, true)) then
@@ -115,7 +114,7 @@ function _M.start(d, opts, mt, park)
   local shell = opts.shell or "/bin/sh"
   local labels = labels_of(opts)
   local env = exec.env_list(opts.env, "start")
-  local config, host = hardening.container(opts, d.socket)
+  local config, host = hardening.container(opts, d.socket, d.engine)
   for _, b in ipairs(host.Binds or {}) do
     if b:match("^[^:]*:([^:]*)") == fifo.MOUNT then
       error("bad option 'volumes' to 'start' (" .. fifo.MOUNT .. " is lockup's own mount)", 2)
@@ -169,9 +168,13 @@ function _M.start(d, opts, mt, park)
   end
 
   -- Ask for the exit code now: with AutoRemove it is gone once the container is.
+  -- Podman (4.3) answers condition=removed of an AutoRemove container with
+  -- StatusCode 0 whatever the code was; next-exit gives the right one, and
+  -- confirm_gone (stop) waits for the removal itself.
   local waiter
   waiter, err = d:send("POST", "/containers/" .. id .. "/wait",
-    { query = { condition = "removed" }, dedicated = true, park = park and (park .. "/wait") })
+    { query = { condition = d.engine == "podman" and "next-exit" or "removed" }, dedicated = true,
+      park = park and (park .. "/wait") })
   if not waiter then return fail(err) end
   self.waiter = waiter
   if attached then
@@ -261,13 +264,13 @@ function _M.shut(self, why)
   end
 end
 
--- Has a box kept quiet since its session answered: no output, no end of
--- its streams, no answer to the wait call (its container gone)? A pooled box
--- is checked so before it is handed out: a never-used shell says nothing.
+-- Has a box kept quiet since its session answered: no output, no end of its
+-- streams? A pooled box is checked so before it is handed out: a never-used
+-- shell says nothing, and a container that ended (killed, removed, its
+-- daemon restarted) ends its lane's streams. (The wait call's connection
+-- tells nothing here: the head of its answer comes at once.)
 function _M.idle(self)
-  if self.dead or not self.lane or not self.lane:idle() then return false end
-  local waiter = self.waiter
-  return not waiter or waiter.conn.pump ~= nil or next(core.poll({ waiter.conn:fd(), "r" }, 0)) == nil
+  return not self.dead and self.lane ~= nil and self.lane:idle()
 end
 
 -- The container's state as the Engine shows it: "gone" once it answers 404,

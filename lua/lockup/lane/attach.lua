@@ -57,13 +57,11 @@ function Lane:wait(want, deadline)
   if self.tls and self.conn:pending() then return true end
   return wait_any(self.sets[want], deadline)
 end
--- Ends the input (an exec's stdin), keeping the output. TLS has no half-close
--- that dockerd takes as the end of the input: there the exec's own `head -c`
--- ends it (lockup.exec), and this does nothing.
-function Lane:shutdown()
-  if self.tls then return true end
-  return self.conn:shutdown()
-end
+-- Ends the input (an exec's stdin), keeping the output. Over TLS a TCP
+-- half-close under the TLS stream, as the docker CLI does: dockerd takes it
+-- (lockup.exec bounds an input of known size with `head -c` in the box, so
+-- as not to depend on it).
+function Lane:shutdown() return self.conn:shutdown() end
 function Lane.answered() end -- nothing held back on this lane
 -- Nothing to read, not even the stream's end (a pooled box's check).
 function Lane:idle() return next(core.poll(self.sets.r, 0)) == nil end
