@@ -67,6 +67,18 @@ test-runsc: $(BUILD)/lockup/core.so
 test-openresty: $(BUILD)/lockup/core.so luajit
 	$(BUSTED) --run=openresty
 
+# TLS to a Docker daemon: scripts/tls-daemon.sh starts (when it does not answer)
+# a second dockerd with --tlsverify on 127.0.0.1:$(TLS_PORT), certificates made
+# with openssl in $(TLS_DIR)/certs; then spec/tls_spec.lua, and the core specs
+# (run, files: attach, exec, stdin) over TLS through the docker CLI's variables.
+TLS_DIR  ?= /var/lib/lockup-tls
+TLS_PORT ?= 2376
+TLS_ENV  := LOCKUP_TLS_DIR=$(TLS_DIR) LOCKUP_TLS_PORT=$(TLS_PORT) DOCKER_HOST=tcp://127.0.0.1:$(TLS_PORT) \
+	DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$(TLS_DIR)/certs/client
+test-tls: $(BUILD)/lockup/core.so
+	LOCKUP_TLS_DIR=$(TLS_DIR) LOCKUP_TLS_PORT=$(TLS_PORT) ./scripts/tls-daemon.sh start
+	$(TLS_ENV) $(BUSTED) --run=tls
+
 # The same specs with the core built with AddressSanitizer and UBSan; lua5.4
 # itself is not instrumented, so the ASan runtime is preloaded.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -119,4 +131,4 @@ include fuzz/fuzz.mk
 clean:
 	rm -rf build build-asan build-luajit
 
-.PHONY: clean example check test test-attach test-dash test-bash test-runsc test-asan luajit test-luajit test-openresty lint bench bench-lanes
+.PHONY: clean example check test test-attach test-dash test-bash test-runsc test-asan luajit test-luajit test-openresty test-tls lint bench bench-lanes

@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (README: `make check`). Sets up what is
 # missing, then: the specs on the plain build, once with boxes on the fifo
 # lane (the default here) and once on the attach lane; the hostile suite again
-# under dash and bash on both lanes, and under gVisor (runsc); the specs with
-# the core under AddressSanitizer + UBSan, the specs again under LuaJIT 2.1
+# under dash and bash on both lanes, and under gVisor (runsc); the specs over
+# TLS to a second dockerd (scripts/tls-daemon.sh, started by make test-tls);
+# the specs with the core under AddressSanitizer + UBSan, the specs again under LuaJIT 2.1
 # (against the core built for it), and a short libFuzzer run of each parser.
 # Ends with one line of its own, "N passed, N failed", and exits non-zero on
 # any failure.
@@ -53,6 +54,7 @@ for sh in dash bash; do
 done
 suite "hostile suite (gVisor runsc, attach lane)" make --no-print-directory test-runsc
 suite "lockup inside nginx" make --no-print-directory test-openresty
+suite "specs over TLS" make --no-print-directory test-tls
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 suite "specs under LuaJIT 2.1" make --no-print-directory test-luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
@@ -63,6 +65,8 @@ done
 # Leftovers would mean a leak the specs did not see.
 left=$(docker ps -aq --filter label=lockup.owner | wc -l)
 step "no box left behind" test "$left" -eq 0
+left=$(docker -H unix:///run/lockup-tls/docker.sock ps -aq --filter label=lockup.owner | wc -l)
+step "no box left behind (TLS daemon)" test "$left" -eq 0
 
 # What failed, again, where a log cut to its tail still shows it.
 [ -s "$failures" ] && { echo "== what failed"; cat "$failures"; }
