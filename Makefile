@@ -125,6 +125,28 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
 	$(MAKE) --no-print-directory luajit
 	$(RUN_ENV) $(LUA) bench/openresty.lua
+	$(MAKE) --no-print-directory bench-peers
+
+# bench/peers.lua: lockup against dockerode, docker-exec, the Docker SDK for
+# Python, the docker CLI and the Engine's own floor, in one run; writes
+# bench/results/peers.{csv,md}, latency.png, scaling.png. Installs what is
+# missing first: Debian's python3-docker and gnuplot-nox (and nodejs/npm), the
+# npm packages of bench/peers/node (once), the image bash:local (setup.sh).
+PEERS_APT := python3-docker gnuplot-nox
+bench-peers: $(BUILD)/lockup/core.so
+	@missing=""; for p in $(PEERS_APT); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	    echo "bench-peers: installing$$missing"; \
+	    sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@[ -d bench/peers/node/node_modules ] || (cd bench/peers/node && npm ci --no-audit --no-fund)
+	@docker image inspect bash:local >/dev/null 2>&1 || ./scripts/setup.sh
+	$(RUN_ENV) $(LUA) bench/peers.lua
+.PHONY: bench-peers
 
 include fuzz/fuzz.mk
 
