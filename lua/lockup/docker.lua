@@ -247,9 +247,10 @@ function Docker:connect_error(err, errno)
     or string_format("cannot connect to the Docker daemon at %s: %s", self.endpoint, err)
 end
 
--- A connection over an nginx cosocket (lockup.cosocket), or nil, err.
-local function open_cosocket(self, deadline)
-  local c, err = cosocket.open(self.socket, self.host, self.port, deadline)
+-- A connection over an nginx cosocket (lockup.cosocket), or nil, err;
+-- `name`: the nginx pool it is parked in when idle (lockup.pool's boxes).
+local function open_cosocket(self, deadline, name)
+  local c, err = cosocket.open(self.socket, self.host, self.port, deadline, name)
   if c then return c end
   local errno = err:find("permission denied", 1, true) and ERRNO_EACCES
     or err:find("no such file", 1, true) and ERRNO_ENOENT
@@ -258,9 +259,9 @@ local function open_cosocket(self, deadline)
     or self:connect_error(err, errno)
 end
 
--- A new connection, connected (or nil, err).
-function Docker:open(deadline)
-  if self.cosockets then return open_cosocket(self, deadline) end
+-- A new connection, connected (or nil, err). `name`: see open_cosocket.
+function Docker:open(deadline, name)
+  if self.cosockets then return open_cosocket(self, deadline, name) end
   local c = core.conn(self.url, self.socket, math.max(0.001, deadline - now()), self.tls)
   while true do
     local ok, fd, want, timer = c:connect()
@@ -357,11 +358,12 @@ function Docker:send(method, path, opts)
   opts = opts or {}
   local deadline = now() + (opts.timeout or self.timeout)
   local text = request_text(self, method, path, opts)
-  -- opts.dedicated: a call whose answer comes much later (wait) takes a connection of its own
+  -- opts.dedicated: a call whose answer comes much later (wait) takes a connection of its own;
+  -- opts.park: inside nginx, the name of the pool it is parked in while idle (lockup.pool)
   local pooled = not (opts.hijack or opts.dedicated) and table.remove(self.idle)
   local c, err = pooled
   if not c then
-    c, err = self:open(deadline)
+    c, err = self:open(deadline, opts.park)
     if not c then return nil, err end
   end
   local ok
@@ -422,8 +424,11 @@ local function keep(self, c, reusable)
   end
 end
 
+-- JSON is decoded as the content type says; Podman sends some (/top) with
+-- none, so a body without one is decoded when it is JSON.
 local function decode(body, headers)
-  if (headers["content-type"] or ""):find("json", 1, true) and #body > 0 then
+  local ctype = headers["content-type"]
+  if (ctype and ctype:find("json", 1, true) or (not ctype and body:find("^%s*[{%[]"))) and #body > 0 then
     local ok, v = pcall(cjson.decode, body)
     if ok then return v end
   end
@@ -435,6 +440,21 @@ local function error_message(call, status, body)
   local msg = type(body) == "table" and body.message or tostring(body):gsub("%s+$", "")
   if msg == "" then msg = "no message" end
   return string_format("%s (HTTP %d from %s %s)", msg, status, call.method, call.path)
+end
+
+-- Podman answers 500 where Docker answers 404 or 409, for the same cases:
+-- its status as Docker's, for the callers that tell those apart.
+local PODMAN_STATUS = {
+  { "no such container", 404 }, -- inspecting one whose removal is under way
+  { "container state improper", 409 }, -- killing one that has stopped; removing one that is stopping
+}
+local function podman_status(status, message)
+  if status ~= 500 then return status end
+  message = message:lower()
+  for _, m in ipairs(PODMAN_STATUS) do
+    if message:find(m[1], 1, true) then return m[2] end
+  end
+  return status
 end
 
 -- Reads the response to a pending call: status, body (decoded JSON, or text),
@@ -472,7 +492,10 @@ function Docker:receive(call, deadline)
       local status, headers = r:status(), r:headers()
       keep(self, c, r:keep_alive() and not opts.dedicated)
       local body = decode(r:body(), headers)
-      if status >= 400 then return nil, error_message(call, status, body), status end
+      if status >= 400 then
+        local msg = error_message(call, status, body)
+        return nil, msg, self.engine == "podman" and podman_status(status, msg) or status
+      end
       return status, body, headers
     else
       c:close()
@@ -538,6 +561,17 @@ function Docker:close()
   end
 end
 
+-- Which engine answers /version: "podman" when one of its Components is
+-- named "Podman Engine" (Podman's Docker-compatible service says so, while
+-- giving Docker's ApiVersion), else "docker". Podman's API differs in places
+-- (tmpfs options, the fifo lane's probe, ...): lockup adapts where d.engine says.
+function _M.engine_of(info)
+  for _, c in ipairs(type(info) == "table" and type(info.Components) == "table" and info.Components or {}) do
+    if type(c) == "table" and c.Name == "Podman Engine" then return "podman" end
+  end
+  return "docker"
+end
+
 -- connect([url | opts]) -> docker | nil, err. Negotiates the API version: the
 -- daemon's own, capped at the newest one lockup knows (opts.api_version pins it).
 function _M.connect(target)
@@ -568,6 +602,7 @@ function _M.connect(target)
   end
   if not info then return nil, err end
   local daemon = type(info) == "table" and info.ApiVersion
+  self.engine = _M.engine_of(info)
   if not api_number(daemon) then
     return nil, self.endpoint .. " does not look like a Docker Engine (no ApiVersion in /version)"
   end

@@ -95,6 +95,20 @@ local function delimited(box, argv, opts)
   return wrapped
 end
 
+-- Podman (4.3) loses an exec's output when the process ends with some of its
+-- stdin unread (conmon closes the attach socket on unread bytes: the reset
+-- ends the stream with "Error: read unixpacket ...: connection reset by
+-- peer" in place of the output, or cuts the connection). There a shell in
+-- the box reads the rest of stdin after the process ends, and exits with
+-- its code: the output and code are exact, but all of stdin is sent even
+-- when the process stops reading early. Returns the argv to run.
+local function drained(box, argv, opts)
+  if opts.stdin == nil or box.docker.engine ~= "podman" then return argv end
+  local wrapped = { box.shell, "-c", '"$@"; c=$?; cat >/dev/null; exit $c', "lockup-stdin" }
+  for i = 1, #argv do wrapped[#wrapped + 1] = argv[i] end
+  return wrapped
+end
+
 -- The exec's request body, and what tells a primed exec fits a later call.
 local function exec_body(box, argv, opts)
   return {
@@ -129,7 +143,8 @@ end
 function _M.prime(box, argv, opts)
   opts = opts or {}
   if box.docker.cosockets then return true end
-  local ex, err = open(box, exec_body(box, argv, opts), "priming an exec in box " .. box.id:sub(1, 12) .. ": ")
+  local ex, err = open(box, exec_body(box, drained(box, argv, opts), opts),
+    "priming an exec in box " .. box.id:sub(1, 12) .. ": ")
   if not ex then return nil, err end
   box.primed = ex
   return true
@@ -140,6 +155,7 @@ function _M.run(box, argv, opts)
   local started = now()
   local wrapped, why = delimited(box, argv, opts)
   if not wrapped then return nil, why end
+  wrapped = drained(box, wrapped, opts)
   local deadline = started + (opts.timeout or box.timeout)
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
   local body = exec_body(box, wrapped, opts)

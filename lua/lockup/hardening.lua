@@ -31,6 +31,9 @@ _M.DEFAULTS = {
   timeout = 300,            -- seconds per step
 }
 
+_M.PODMAN_NPROC = 32768 -- RLIMIT_NPROC on Podman (see _M.container)
+local PODMAN_READ_ONLY_TMPFS = { "/run", "/var/tmp" } -- see _M.container
+
 -- Raises `err`, if any, at the user's level (need -> container ->
 -- lifecycle.start, which docker:start tail-calls -> the user's code).
 local function need(v, err)
@@ -105,10 +108,13 @@ end
 -- here, so then they are world-writable (sticky, like /tmp). `exec`: Docker
 -- mounts tmpfs noexec unless told otherwise, but running what was put there
 -- (a script, a build's output) is the point of a box, and a step can run any
--- code through the shell anyway.
-local function tmpfs_options(user, size)
+-- code through the shell anyway. Podman (4.3) refuses uid= and gid= ("unknown
+-- mount option"); its own option U chowns the mount to the container's
+-- user, which is the same owner here (the User field is this very uid:gid).
+local function tmpfs_options(user, size, engine)
   local uid, gid = tostring(user):match("^(%d+):?(%d*)$")
-  local owner = uid and string_format(",uid=%s,gid=%s,mode=0700", uid, gid ~= "" and gid or uid) or ",mode=1777"
+  local owner = uid and (engine == "podman" and ",U,mode=0700"
+    or string_format(",uid=%s,gid=%s,mode=0700", uid, gid ~= "" and gid or uid)) or ",mode=1777"
   return string_format("rw,exec,nosuid,nodev,size=%d%s", size, owner)
 end
 
@@ -338,7 +344,9 @@ end
 -- the writable volumes (with a writable root filesystem, the rest too).
 function _M.writable(host)
   local list = {}
-  for path in pairs(host.Tmpfs) do list[#list + 1] = path end
+  for path, o in pairs(host.Tmpfs) do
+    if o:sub(1, 3) ~= "ro," then list[#list + 1] = path end -- Podman's, made read-only (_M.container)
+  end
   for _, b in ipairs(host.Binds or {}) do
     local target = b:match("^[^:]*:([^:]*):rw$")
     if target then list[#list + 1] = target end
@@ -371,8 +379,9 @@ end
 
 -- Returns the fields of a create request that hardening decides: the Config
 -- part (User, WorkingDir, NetworkDisabled) and the HostConfig. `client`: the
--- unix socket this client reaches the Engine through, if any.
-function _M.container(opts, client)
+-- unix socket this client reaches the Engine through, if any; `engine`:
+-- "docker" or "podman" (docker.engine_of).
+function _M.container(opts, client, engine)
   local D = _M.DEFAULTS
   local user = opts.user or D.user
   local workdir = opts.workdir or D.workdir
@@ -395,13 +404,25 @@ function _M.container(opts, client)
 
   local mounts = {}
   for _, path in ipairs(string_list(opts.tmpfs, "tmpfs") or { "/tmp", workdir }) do
-    mounts[path] = tmpfs_options(user, disk)
+    mounts[path] = tmpfs_options(user, disk, engine)
   end
   local cap_add = string_list(opts.cap_add, "cap_add")
   local security_opt = { "no-new-privileges" }
   for _, s in ipairs(string_list(opts.security_opt, "security_opt") or {}) do security_opt[#security_opt + 1] = s end
   local volumes = binds(opts.volumes)
   need(check_unsafe(opts, client))
+
+  -- With a read-only root, Podman mounts writable tmpfs of its own, without
+  -- a size, at /run and /var/tmp (its read_only_tmpfs, which its Docker API
+  -- cannot turn off) where nothing else is mounted: read-only ones there keep
+  -- the box's writable places those it was given, as with Docker.
+  if engine == "podman" and read_only then
+    local taken = {}
+    for _, b in ipairs(volumes or {}) do taken[b:match("^[^:]*:([^:]*)")] = true end
+    for _, path in ipairs(PODMAN_READ_ONLY_TMPFS) do
+      if not mounts[path] and not taken[path] then mounts[path] = "ro,nosuid,nodev,noexec,size=64k" end
+    end
+  end
 
   local config = { User = user, WorkingDir = workdir, NetworkDisabled = not network }
   local host = {
@@ -424,6 +445,16 @@ function _M.container(opts, client)
     },
     Runtime = opts.runtime,
   }
+  if engine == "podman" then
+    -- Given any ulimits, Podman adds RLIMIT_NPROC at 1048576 unless told
+    -- otherwise, and runc fails to start the box ("error setting rlimit type
+    -- 6: operation not permitted") where root cannot raise a hard limit (no
+    -- CAP_SYS_RESOURCE). Docker leaves it as dockerd's. 32768, the kernel's
+    -- default pid_max, is what Podman's own service got here; the box's
+    -- processes are bounded by `pids` (a cgroup) anyway, while this one counts
+    -- every process of the box's uid on the host, so it must stay generous.
+    host.Ulimits[3] = { Name = "nproc", Soft = _M.PODMAN_NPROC, Hard = _M.PODMAN_NPROC }
+  end
   return config, host
 end
 

@@ -149,7 +149,9 @@ function _M.build(d, opts)
   local feed = json_lines(function(msg)
     if type(msg.stream) == "string" then
       local out = msg.stream:gsub("\27%[[%d;]*m", "") -- the builder colours a step's stderr
+      -- Docker's classic builder says "Step 2/5 : RUN ...", Podman's (buildah) "STEP 2/5: RUN ..."
       local n, instruction = out:match("^Step (%d+/%d+) : ([^\n]*)")
+      if not n then n, instruction = out:match("^STEP (%d+/%d+): ([^\n]*)") end
       if n then
         step, output, kept = string_format("step %s (%s)", n, instruction), {}, 0
       elseif kept < KEEP_OUTPUT then

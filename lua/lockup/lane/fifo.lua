@@ -99,7 +99,8 @@ function Lane:close() self.fifo:close() end
 -- userns-remap: the box's uid would not be the FIFOs' owner), and one that
 -- sees this host's files: a bind source that does not exist must be refused,
 -- and a directory made here must be found. Two creates that cannot succeed
--- (the image does not exist) tell which; no container is made.
+-- (the image does not exist; on Podman, the name is not one) tell which; no
+-- container is made.
 function _M.usable(d)
   if not d.socket then return nil, "the Engine at " .. d.endpoint .. " is reached over TCP (a remote engine)" end
   local status, info = d:request("GET", "/info")
@@ -123,6 +124,19 @@ function _M.usable(d)
     msg = tostring(msg)
     return msg:find("bind source path does not exist", 1, true) and "missing"
       or msg:find("No such image", 1, true) and "found" or msg
+  end
+  if d.engine == "podman" then
+    -- Podman looks the image up before the mounts, and never checks a bind
+    -- source at create. Its own API can make a container of a host
+    -- directory (rootfs), which it stats first; a name it refuses comes next.
+    probe = function(source)
+      local _, msg = d:request("POST", "/v4.0.0/libpod/containers/create", { unversioned = true, body = {
+        rootfs = source, command = { "true" }, name = "-lockup-lane-probe-",
+      } })
+      msg = tostring(msg)
+      return msg:find("stat " .. source .. ": no such file", 1, true) and "missing"
+        or msg:find("names must match", 1, true) and "found" or msg
+    end
   end
   local missing = probe(seen)
   ok, err = core.mkdir(seen)
