@@ -536,7 +536,26 @@ describe("box:exec with a function as stdin", function()
     assert.equal("0", r.stdout:match("%d+"))
   end)
 
+  -- Podman loses the output of a process that leaves stdin unread, so there
+  -- the box reads the rest after it (lockup.exec): the source is drained.
+  it("on Podman, keeps the output and code of a process that exits early, and drains the source", function()
+    if helper.docker().engine ~= "podman" then
+      pending("Docker ends the stream when the process exits: see the next test")
+      return
+    end
+    local src, calls = source(256, 64 * 1024) -- 16 MiB
+    local r = assert(box:exec({ "sh", "-c", "echo out; echo err >&2; exit 3" }, { stdin = src }))
+    assert.equal(3, r.code)
+    assert.equal("out\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+    assert.equal(257, calls())
+  end)
+
   it("returns promptly when the process exits early, without draining the source", function()
+    if helper.docker().engine == "podman" then
+      pending("on Podman the source is drained: see the test before")
+      return
+    end
     local src, calls = source(100000, 64 * 1024) -- 6.25 GiB, if it were all read
     local t0 = now()
     local r = assert(box:exec({ "sh", "-c", "exit 3" }, { stdin = src }))

@@ -49,11 +49,16 @@ setup(function()
   docker = helper.docker()
 end)
 
+-- The daemon's own words, passed on: Podman's differ
+local NO_SUCH_IMAGE = helper.docker().engine == "podman" and "image not known" or "No such image"
+local PODMAN = helper.docker().engine == "podman"
+
 teardown(function()
   local errors = {}
   for i = #made, 1, -1 do -- newest first: tags before the ids under them
     local ok, err = docker:remove_image(made[i], { force = true })
-    if not ok and not tostring(err):find("No such image", 1, true) then errors[#errors + 1] = err end
+    if not ok and not tostring(err):find("No such image", 1, true) and not tostring(err):find("image not known", 1, true)
+    then errors[#errors + 1] = err end
   end
   for _, ref in ipairs(made) do
     if docker:image_exists(ref) then errors[#errors + 1] = ref .. " left behind" end
@@ -133,7 +138,7 @@ describe("docker:build", function()
         if ev.step and steps[#steps] ~= ev.step then steps[#steps + 1] = ev.step end
         if ev.text:find("second-step-output", 1, true) then assert.matches("^step 3/3 %(RUN sleep 1", ev.step) end
         if ev.text:find("first-step-output", 1, true) then assert.matches("^step 2/3 %(RUN echo", ev.step) end
-        if ev.text:match("^Step 3/3") then step3_at = ev.at end
+        if ev.text:match("^Step 3/3") or ev.text:match("^STEP 3/3") then step3_at = ev.at end
       end
     end
     assert.same({ "step 1/3 (FROM busybox:local)", "step 2/3 (RUN echo first-step-output)",
@@ -151,6 +156,13 @@ describe("docker:build", function()
   end)
 
   it("builds with no network: a RUN step sees only lo", function()
+    if PODMAN then
+      -- Podman 4.3's API ignores networkmode=none (both its Docker API and its
+      -- own): a RUN step sees the host's interfaces. Nothing lockup can send
+      -- turns it off; README ("Podman") says so.
+      pending("Podman's build API gives RUN steps the host's network whatever networkmode says")
+      return
+    end
     local texts = {}
     assert(build {
       context = {},
@@ -190,7 +202,7 @@ describe("docker:build", function()
       assert.is_string(err)
       assert.matches("step 2/2", err, 1, true)
       assert.matches("RUN echo to-stdout", err, 1, true)
-      assert.matches("non-zero code: 7", err, 1, true)
+      assert.matches(PODMAN and "exit status 7" or "non-zero code: 7", err, 1, true)
       assert.matches("to-stdout", err, 1, true)
       assert.matches("to-stderr", err, 1, true)
       assert.is_nil(err:find("\27", 1, true), "colour codes in: " .. err)
@@ -215,7 +227,7 @@ describe("docker:build", function()
     it("a Dockerfile parse error", function()
       local id, err = build { context = {}, dockerfile = "FROM busybox:local\nBOGUS instruction\n" }
       assert.is_nil(id)
-      assert.matches("parse error", err, 1, true)
+      assert.matches(PODMAN and "Unknown instruction" or "parse error", err, 1, true)
       assert.matches("BOGUS", err, 1, true)
     end)
 
@@ -270,7 +282,8 @@ describe("docker:build", function()
       local id, err = build { context = {}, dockerfile = "FROM busybox:local\n", tag = "Upper:Case" }
       assert.is_nil(id)
       assert.matches("build", err, 1, true)
-      assert.matches("lowercase", err, 1, true)
+      -- Podman answers 500 with an empty body: nothing to pass on
+      assert.matches(PODMAN and "no message (HTTP 500" or "lowercase", err, 1, true)
     end)
   end)
 
@@ -409,14 +422,14 @@ describe("docker:image_exists and docker:remove_image", function()
     assert.is_false(docker:image_exists(id)) -- the only tag: the image went with it
     local ok, err = docker:remove_image(tag)
     assert.is_nil(ok)
-    assert.matches("No such image", err, 1, true)
+    assert.matches(NO_SUCH_IMAGE, err, 1, true)
     assert.matches(tag, err, 1, true)
   end)
 
   it("remove_image of a missing image id", function()
     local ok, err = docker:remove_image("sha256:" .. ("0"):rep(64))
     assert.is_nil(ok)
-    assert.matches("No such image", err, 1, true)
+    assert.matches(NO_SUCH_IMAGE, err, 1, true)
   end)
 
   it("raise for a programmer error", function()
