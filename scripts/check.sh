@@ -4,13 +4,14 @@
 # lane (the default here) and once on the attach lane; the hostile suite again
 # under dash and bash on both lanes, and under gVisor (runsc); the specs over
 # TLS to a second dockerd (scripts/tls-daemon.sh, started by make test-tls);
+# a subset covering every feature against Podman (scripts/podman.sh, by make test-podman);
 # the specs with the core under AddressSanitizer + UBSan, the specs again under LuaJIT 2.1
 # (against the core built for it), and a short libFuzzer run of each parser.
 # Ends with one line of its own, "N passed, N failed", and exits non-zero on
 # any failure.
 set -u
 cd "$(dirname "$0")/.."
-LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluajit2-5.1-dev luajit2 socat util-linux clang libclang-rt-14-dev lua-check runsc" ./scripts/setup.sh || exit 1
+LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluajit2-5.1-dev luajit2 socat util-linux clang libclang-rt-14-dev lua-check runsc podman" ./scripts/setup.sh || exit 1
 
 passed=0 failed=0 pending=0
 counts=$(mktemp)
@@ -55,6 +56,7 @@ done
 suite "hostile suite (gVisor runsc, attach lane)" make --no-print-directory test-runsc
 suite "lockup inside nginx" make --no-print-directory test-openresty
 suite "specs over TLS" make --no-print-directory test-tls
+suite "specs against Podman" make --no-print-directory test-podman
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 suite "specs under LuaJIT 2.1" make --no-print-directory test-luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
@@ -67,6 +69,8 @@ left=$(docker ps -aq --filter label=lockup.owner | wc -l)
 step "no box left behind" test "$left" -eq 0
 left=$(docker -H unix:///run/lockup-tls/docker.sock ps -aq --filter label=lockup.owner | wc -l)
 step "no box left behind (TLS daemon)" test "$left" -eq 0
+left=$(podman --url unix:///run/podman/podman.sock ps -aq --filter label=lockup.owner | wc -l)
+step "no box left behind (Podman)" test "$left" -eq 0
 
 # What failed, again, where a log cut to its tail still shows it.
 [ -s "$failures" ] && { echo "== what failed"; cat "$failures"; }
