@@ -100,7 +100,9 @@ describe("lockup inside nginx #nginx", function()
     table.sort(pings)
     print(string.format("    /ping under 20 box requests: median %.1f ms, max %.1f ms",
       pings[10] * 1000, pings[20] * 1000))
-    assert.is_true(pings[20] < 0.05, string.format("a /ping took %.0f ms", pings[20] * 1000))
+    -- a worker blocked by a box would hold a /ping for the box's whole second;
+    -- a loaded machine (load 11 seen) delays one by tens of ms
+    assert.is_true(pings[20] < 0.5, string.format("a /ping took %.0f ms", pings[20] * 1000))
     assert.is_true(none_left(before))
   end)
 

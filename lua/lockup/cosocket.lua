@@ -110,12 +110,18 @@ end
 -- a later request or timer of this worker to take back (_M.unpark). While it
 -- is parked, nginx closes it if the daemon sends anything or hangs up: a box
 -- that speaks or ends while idle loses its connection, and with it its
--- lifeline. true, or false when it could not be parked (then it is closed).
+-- lifeline. true, or false, why when it could not be parked (then it is
+-- closed).
 function Conn:park()
-  local ok = not (self.pending or self.ended or self.dead) and self.sock:setkeepalive(0, 1)
+  local ok, err
+  if self.pending or self.ended or self.dead then
+    ok, err = false, "it has unread bytes, or ended"
+  else
+    ok, err = self.sock:setkeepalive(0, 1)
+  end
   if not ok then self.sock:close() end
   self.closed = true
-  return ok and true or false
+  return ok and true or false, err
 end
 
 -- Takes back the connection parked under `name`: conn, or nil, err (nil,

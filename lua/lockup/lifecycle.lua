@@ -103,6 +103,15 @@ local function labels_of(opts)
   return labels
 end
 
+-- Asks for the exit code now: with AutoRemove it is gone once the container
+-- is. Podman (4.3) answers condition=removed of an AutoRemove container with
+-- StatusCode 0 whatever the code was; next-exit gives the right one, and
+-- confirm_gone (stop) waits for the removal itself. The pending call, or nil, err.
+local function wait_call(d, id)
+  return d:send("POST", "/containers/" .. id .. "/wait",
+    { query = { condition = d.engine == "podman" and "next-exit" or "removed" }, dedicated = true })
+end
+
 -- docker:start(opts), through lockup.box: a started box with metatable mt, or
 -- nil, err. `park`: inside nginx, the name under which lockup.pool parks the
 -- box's connections (_M.park).
@@ -167,14 +176,8 @@ function _M.start(d, opts, mt, park)
     return nil, start_error(opts.image, shell, why, c)
   end
 
-  -- Ask for the exit code now: with AutoRemove it is gone once the container is.
-  -- Podman (4.3) answers condition=removed of an AutoRemove container with
-  -- StatusCode 0 whatever the code was; next-exit gives the right one, and
-  -- confirm_gone (stop) waits for the removal itself.
   local waiter
-  waiter, err = d:send("POST", "/containers/" .. id .. "/wait",
-    { query = { condition = d.engine == "podman" and "next-exit" or "removed" }, dedicated = true,
-      park = park and (park .. "/wait") })
+  waiter, err = wait_call(d, id)
   if not waiter then return fail(err) end
   self.waiter = waiter
   if attached then
@@ -197,40 +200,43 @@ end
 
 -- Inside nginx a connection belongs to the request or timer that made it, so
 -- a warm box started by a pool's timer cannot be handed to a request as it
--- is. Instead its two connections (its lane, and the wait call that reaps
--- it) are parked in nginx's pool of idle connections under names of their
--- own; the request that takes the box takes them back (unpark). Parked, they
--- still hold the lifeline: nginx closes a parked connection the daemon
--- writes to or hangs up, so a box that ends or speaks while idle loses it,
--- and the worker's exit ends every parked box. true, or false (the box is
--- then shut).
+-- is. Instead its lane's connection is parked in nginx's pool of idle
+-- connections under a name of its own, and the request that takes the box
+-- takes it back (unpark). Parked, it still holds the lifeline: nginx closes
+-- a parked connection the daemon writes to or hangs up, so a box that ends
+-- or speaks while idle loses it, and the worker's exit ends every parked
+-- box. The wait call cannot be parked (nginx will not park a connection
+-- whose answer is due): it is made again by the request. true, or nil, err
+-- (the box is then shut).
 function _M.park(self)
-  local lane_ok = self.lane.conn:park()
-  local wait_ok = self.waiter.conn:park()
+  local ok, err = self.lane.conn:park()
   self.parked = true
-  if not (lane_ok and wait_ok) then
-    _M.shut(self, "its connections could not be parked in nginx's pool")
-    return false
+  if self.waiter then
+    self.waiter.conn:close()
+    self.waiter = nil
+  end
+  if not ok then
+    err = "its lane's connection could not be parked in nginx's pool: " .. tostring(err)
+    _M.shut(self, err)
+    return nil, err
   end
   return true
 end
 
--- Takes a parked box's connections back, in this request: true, or false
--- when either is gone (the box ended or spoke while parked; it is shut).
+-- Takes a parked box's lane back, in this request, and asks for its exit
+-- code again: true, or false when the lane is gone (the box ended or spoke
+-- while parked; it is shut).
 function _M.unpark(self)
   self.parked = false
   local d = self.docker
-  local deadline = core.monotime() + d.timeout
-  local lane = cosocket.unpark(d.socket, d.host, d.port, self.park_name .. "/lane", deadline)
-  local wait = cosocket.unpark(d.socket, d.host, d.port, self.park_name .. "/wait", deadline)
-  if lane then self.lane = attach.wrap(lane) end
-  if wait then self.waiter.conn = wait end
-  if lane and wait then return true end
-  _M.shut(self, "it ended while parked in its pool")
-  if not wait then -- nothing to reap with: the wait call's connection is gone
-    self.waiter = nil
+  local conn = cosocket.unpark(d.socket, d.host, d.port, self.park_name .. "/lane", core.monotime() + d.timeout)
+  if not conn then
+    _M.shut(self, "it ended while parked in its pool")
+    return false
   end
-  return false
+  self.lane = attach.wrap(conn)
+  self.waiter = wait_call(d, self.id) -- nil if that failed: stop() then confirms the removal without it
+  return true
 end
 
 -- Reads the daemon's answer to the wait call made at start: the container's

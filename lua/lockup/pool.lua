@@ -111,9 +111,12 @@ local function fresh(self, for_queue)
       return nil, "preparing a new box: " .. tostring(ok and "prepare returned nothing" or perr)
     end
   end
-  if park and not lifecycle.park(box) then
-    box:stop()
-    return nil, "a new box's connections could not be parked in nginx's pool"
+  if park then
+    local ok, perr = lifecycle.park(box)
+    if not ok then
+      box:stop()
+      return nil, "a new box: " .. perr
+    end
   end
   return box
 end
