@@ -231,7 +231,7 @@ describe("#tls TLS to a Docker daemon", function()
     end)
 
     it("when nothing answers the handshake: at the timeout", function()
-      local pid, port = listener("socat TCP-LISTEN:PORT,bind=127.0.0.1,reuseaddr SYSTEM:'sleep 30'")
+      local pid, port = listener("socat TCP-LISTEN:PORT,bind=127.0.0.1,reuseaddr SYSTEM:'sleep 10'")
       finally(function() os.execute("kill " .. pid) end)
       local d, err, took = connect(good(), { port = port, timeout = 1 })
       assert.is_nil(d)
@@ -245,8 +245,11 @@ describe("#tls TLS to a Docker daemon", function()
       local pid, port = listener("socat TCP-LISTEN:PORT,bind=127.0.0.1,reuseaddr,fork "
         .. "SYSTEM:'printf \"HTTP/1.1 200 OK\\r\\n\\r\\n\"; sleep 5'")
       finally(function() os.execute("kill " .. pid) end)
+      -- OpenSSL reads the answer as a bad record ("wrong version number"), or
+      -- sometimes sees the connection end first (SSL_ERROR_SYSCALL): both say so
       err = refused(good(), { port = port })
-      matches(err, q("the Docker daemon at tcp://127.0.0.1:%d does not speak TLS there", port))
+      matches(err, q("the Docker daemon at tcp://127.0.0.1:%d ", port))
+      matches(err, "not speak TLS there")
     end)
 
     it("when a file is missing: names it", function()
