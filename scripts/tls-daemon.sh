@@ -39,7 +39,7 @@ alive() {
     [ -n "$s" ] && [ "$s" != Z ]
 }
 
-# cert NAME CN EXT [openssl ca dates...]: a key and a certificate signed by the
+# sign NAME CN EXT [openssl ca dates...]: a key and a certificate signed by the
 # CA in $CERTS, with the extensions EXT (an openssl config section's lines).
 sign() {
     name=$1 cn=$2 ext=$3
@@ -141,7 +141,7 @@ load_images() {
 
 stop() {
     pid=$(cat "$PIDFILE" 2>/dev/null) || pid=""
-    [ -n "$pid" ] && alive "$pid" || { say "not running"; return 0; }
+    if [ -z "$pid" ] || ! alive "$pid"; then say "not running"; return 0; fi
     as_root kill "$pid"
     i=0
     while alive "$pid"; do
