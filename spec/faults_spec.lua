@@ -132,6 +132,40 @@ describe("the Docker daemon killed (SIGKILL) under a box", function()
   end)
 end)
 
+describe("the Docker daemon killed (SIGKILL) under a warm pool", function()
+  it("never hangs while it is down, and hands out working boxes again once it is back", function()
+    finally(ensure_daemon)
+    local pool = assert(lockup.pool { image = helper.IMAGE, size = 2 })
+    finally(function() pool:close() end)
+    assert.is_truthy(helper.eventually(function() return pool:stats().ready == 2 end, 60))
+    helper.sh("kill -9 " .. dockerd_pid())
+    -- down: each acquire comes back within its timeout, with a box (the fifo
+    -- lane's boxes outlive the daemon) or a message saying the daemon is gone
+    local gave_up = false
+    for _ = 1, 4 do
+      local t0 = now()
+      local ok, box, err = pcall(pool.acquire, pool, 5)
+      assert.is_true(ok, tostring(box))
+      assert.is_true(now() - t0 < 10, "acquire took " .. (now() - t0) .. " s")
+      if box then
+        pool:release(box)
+      else
+        assert.matches("dockerd", err)
+        gave_up = true
+      end
+    end
+    assert.is_true(gave_up, "the pool handed out 4 boxes with the daemon down")
+    assert.is_true(pool:stats().failed >= 1)
+    -- back: the pool starts boxes by itself again, and they work
+    ensure_daemon()
+    local box = assert(pool:acquire(60))
+    assert.equal("ok\n", assert(box:run("echo ok")).stdout)
+    pool:release(box)
+    assert(pool:close())
+    assert.is_truthy(helper.eventually(function() return #helper.boxes(helper.owner()) == 0 end, 30))
+  end)
+end)
+
 describe("a container changed from outside", function()
   local d
 

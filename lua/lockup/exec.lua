@@ -139,10 +139,11 @@ end
 -- Starts argv in the box ahead of the call that will want it (a pool's
 -- prepare: the process is up, waiting for its stdin, when the call comes).
 -- The next exec of the same argv and options takes it over; true, or nil, err.
--- Inside nginx nothing is primed: there stdin's size must be known first.
+-- Inside nginx and over TLS nothing is primed: there stdin's size is part of
+-- the command line (delimited), and it is known only when the call comes.
 function _M.prime(box, argv, opts)
   opts = opts or {}
-  if box.docker.cosockets then return true end
+  if box.docker.cosockets or box.docker.tls then return true end
   local ex, err = open(box, exec_body(box, drained(box, argv, opts), opts),
     "priming an exec in box " .. box.id:sub(1, 12) .. ": ")
   if not ex then return nil, err end
@@ -159,13 +160,14 @@ function _M.run(box, argv, opts)
   local deadline = started + (opts.timeout or box.timeout)
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
   local body = exec_body(box, wrapped, opts)
-  local ex, err = box.primed, nil
+  local ex = box.primed
   box.primed = nil
   if ex and ex.key ~= fits(body) then
     ex.conn:close()
     ex = nil
   end
   if not ex then
+    local err
     ex, err = open(box, body, fail)
     if not ex then return nil, err end
   end
