@@ -41,6 +41,7 @@ build = {
     ["lockup.options"] = "lua/lockup/options.lua",
     ["lockup.result"] = "lua/lockup/result.lua",
     ["lockup.scheduler"] = "lua/lockup/scheduler.lua",
+    ["lockup.pool"] = "lua/lockup/pool.lua",
     ["lockup.compat"] = "lua/lockup/compat.lua",
     ["lockup.context"] = "lua/lockup/context.lua",
     ["lockup.files"] = "lua/lockup/files.lua",
