@@ -129,6 +129,12 @@ bench-scheduler: $(BUILD)/lockup/core.so
 	ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); $(RUN_ENV) $(LUA) bench/scheduler.lua
 .PHONY: bench-scheduler
 
+# bench/pool.lua: warm pool:acquire() under a steady load, a pooled inmate
+# call, and a cold box against the Engine's create+start+remove floor.
+bench-pool: $(BUILD)/lockup/core.so
+	$(RUN_ENV) $(LUA) bench/pool.lua
+.PHONY: bench-pool
+
 bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(MAKE) --no-print-directory bench-scheduler
 	$(RUN_ENV) $(LUA) bench/lanes.lua
@@ -136,6 +142,7 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/concurrency.lua
 	$(RUN_ENV) $(LUA) bench/files.lua
 	$(RUN_ENV) $(LUA) bench/inmate.lua
+	$(RUN_ENV) $(LUA) bench/pool.lua
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
 	$(MAKE) --no-print-directory luajit
 	$(RUN_ENV) $(LUA) bench/openresty.lua
