@@ -138,15 +138,6 @@ local function lockup_step(n_run, n_exec)
   end
 end
 
-local function lockup_cold(n)
-  local function once()
-    local box = assert(docker:start { image = IMAGE })
-    assert(box:stop())
-  end
-  once()
-  add_samples("cold", "lockup docker:start + box:stop", measure(n, once))
-end
-
 -- The Engine's floor for a cold box: the fewest REST calls that make a
 -- container with lockup's configuration, start it and remove it, on lockup's
 -- own HTTP client (so only what lockup does on top is left out): POST
@@ -206,20 +197,27 @@ local function floor_auto_once()
   if not wok then error("floor wait: " .. tostring(wr)) end
 end
 
-local function floor_cold(n)
+-- lockup's cold box and the two floors, alternating sample by sample (a
+-- slow patch of the machine hits all three alike).
+local function cold_and_floor(n)
+  local function lockup_once()
+    local box = assert(docker:start { image = IMAGE })
+    assert(box:stop())
+  end
+  lockup_once()
   floor_once()
   floor_auto_once()
-  local a, b, ca, cb = {}, {}, 0, 0
-  for i = 1, n do -- alternating
-    local c0, t0 = clock(), now()
-    floor_once()
-    a[i], ca = now() - t0, ca + clock() - c0
-    c0, t0 = clock(), now()
-    floor_auto_once()
-    b[i], cb = now() - t0, cb + clock() - c0
+  local fns = { lockup_once, floor_once, floor_auto_once }
+  local names = { "lockup docker:start + box:stop", FLOOR_DELETE, FLOOR_AUTO }
+  local samples, cpu = { {}, {}, {} }, { 0, 0, 0 }
+  for i = 1, n do
+    for k = 1, 3 do
+      local c0, t0 = clock(), now()
+      fns[k]()
+      samples[k][i], cpu[k] = now() - t0, cpu[k] + clock() - c0
+    end
   end
-  add_samples("cold", FLOOR_DELETE, a, ca)
-  add_samples("cold", FLOOR_AUTO, b, cb)
+  for k = 1, 3 do add_samples("cold", names[k], samples[k], cpu[k]) end
 end
 
 -- Waits (inside lockup.run) until the pool has `size` boxes ready, at most 10 s.
@@ -376,7 +374,7 @@ local BASE = {
 local function ratio(x, base)
   if not x or not base or base == 0 then return "" end
   local r = x / base
-  return r >= 100 and fmt("%.0f", r) or r >= 10 and fmt("%.1f", r) or fmt("%.2f", r)
+  return r >= 100 and fmt("%.0f", r) or r >= 10 and fmt("%.1f", r) or r >= 0.01 and fmt("%.2f", r) or fmt("%.1g", r)
 end
 
 local function csv_field(s)
@@ -550,8 +548,7 @@ local ok, err = pcall(function()
     node("step", IMAGE, per_round(N_EXEC), per_round(N_DXRUN))
     python("step", IMAGE, per_round(N_EXEC))
     progress("[%3.0f s] round %d/%d: cold boxes", now() - t_all, round, ROUNDS)
-    lockup_cold(per_round(N_COLD))
-    floor_cold(per_round(N_COLD))
+    cold_and_floor(per_round(N_COLD))
     guarded("pool rows", lockup_pool, per_round(N_COLD))
     node("cold", IMAGE, per_round(N_COLD))
     python("cold", IMAGE, per_round(N_COLD))
