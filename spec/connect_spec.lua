@@ -36,12 +36,7 @@ local function tmpdir()
 end
 
 -- A loopback TCP relay to the daemon's socket: socat on 127.0.0.1 only.
-local function free_port()
-  local out, ok = helper.sh([[python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])
-  local port = ok and tonumber(out:match("%d+"))
-  assert(port and port > 1024, "could not find a free port: " .. out)
-  return port
-end
+local free_port = helper.free_port
 
 local function start_relay()
   for _ = 1, 5 do

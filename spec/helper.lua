@@ -152,6 +152,14 @@ function helper.lua_cmd(code, opts)
     helper.shell_quote(code) }, " ")
 end
 
+-- A TCP port on 127.0.0.1 that nothing listens on now.
+function helper.free_port()
+  local out, ok = helper.sh([[python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])
+  local port = ok and tonumber(out:match("%d+"))
+  assert(port and port > 1024, "could not find a free port: " .. out)
+  return port
+end
+
 -- Host files for the file and image specs -------------------------------------
 
 -- A fresh empty host directory (mktemp -d); remove it with helper.rm_rf.

@@ -47,12 +47,7 @@ local function matches(s, plain)
   assert.is_truthy(s:find(plain, 1, true), q("%q not in: %s", plain, s))
 end
 
-local function free_port()
-  local out, ok = helper.sh([[python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])
-  local port = ok and tonumber(out:match("%d+"))
-  assert(port and port > 1024, "could not find a free port: " .. out)
-  return port
-end
+local free_port = helper.free_port
 
 -- A loopback listener (a shell command with PORT in it), started in the
 -- background: its pid and port, once it accepts connections.
