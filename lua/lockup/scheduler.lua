@@ -23,7 +23,7 @@ local coroutine, debug, io = coroutine, debug, io
 local setmetatable, error, select, type, tostring, pairs, next, pcall =
   setmetatable, error, select, type, tostring, pairs, next, pcall
 local math_max = math.max
-local pack, unpack, close_coroutine = compat.pack, compat.unpack, compat.close_coroutine
+local pack, unpack = compat.pack, compat.unpack
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
 local now = core.monotime
@@ -56,6 +56,18 @@ local regs, tokens, nregs, next_token = {}, {}, 0, 0  -- fd -> registration, tok
 local nfg, nbg = 0, 0                                 -- live foreground and background tasks
 local running = false   -- the loop is turning (lockup.run, or a blocking call outside it)
 local in_run = false    -- a top-level lockup.run is going on
+-- `<close>` handlers of a dead coroutine are running (close_dead): they
+-- cannot yield, so their waits block, as outside any loop (a box's stop).
+local closing = 0
+
+-- Closes a dead coroutine's `<close>` variables (Lua 5.4; nothing on
+-- LuaJIT): true, or false, err (it does not raise).
+local function close_coroutine(co)
+  closing = closing + 1
+  local ok, err = compat.close_coroutine(co)
+  closing = closing - 1
+  return ok, err
+end
 local current = nil     -- the task being resumed
 local outer = nil       -- the caller outside run whose wait turns the loop (a task-like record)
 local first_error, more_errors = nil, 0 -- this run's failed tasks
@@ -429,6 +441,7 @@ function _M.wait_any(list, deadline)
   end
   local co = co_running()
   if task_of(co) then return co_yield(WAIT, list, deadline) end
+  if closing > 0 then return next(core.poll(list, deadline and math_max(0, deadline - now()) or -1)) ~= nil end
   if running then error(not_a_task("wait_any"), 2) end
   return wait_outside(WAIT, list, deadline, co)
 end
@@ -448,6 +461,10 @@ function _M.sleep(seconds)
     co_yield(SLEEP, deadline)
     return
   end
+  if closing > 0 then
+    core.poll(EMPTY, math_max(0, deadline - now()))
+    return
+  end
   if running then error(not_a_task("sleep"), 2) end
   wait_outside(SLEEP, deadline, nil, co)
 end
@@ -464,6 +481,7 @@ end
 function _M.park(deadline)
   local co = co_running()
   if task_of(co) then return co_yield(PARK, deadline, co) end
+  if closing > 0 then return nil, "would wait forever: a `<close>` handler cannot wait for another task" end
   if running then error(not_a_task("park"), 2) end
   return wait_outside(PARK, deadline, co, co)
 end
