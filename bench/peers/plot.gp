@@ -16,14 +16,14 @@ set format x "%g"
 set grid xtics mxtics
 set datafile separator "\t"
 set key autotitle columnheader
-set xrange [0.05:20000]
+set xrange [0.01:20000]
 set yrange [-0.7:*]
 set ytics scale 0
 set key bottom right
 set style fill solid 0.75 noborder
 max(a, b) = a > b ? a : b
 colour(g) = g == 0 ? 0x4477aa : (g == 1 ? 0xcc6677 : 0x228833)
-plot latdat using (sqrt(0.05*$2)):0:(0.05):2:($0-0.38):($0+0.38):(colour($4)):ytic(1) \
+plot latdat using (sqrt(0.01*$2)):0:(0.01):2:($0-0.38):($0+0.38):(colour($4)):ytic(1) \
        with boxxyerror lc rgb variable notitle, \
      latdat using 3:0 with points pt 2 ps 1.5 lc rgb "black" title "p99", \
      latdat using (max($2, $3)):0:(sprintf("%.3g ms", $2)) with labels left offset 1,0 notitle
