@@ -84,11 +84,11 @@ test-tls: $(BUILD)/lockup/core.so
 # does not answer (with a containers.conf of its own) and loads the test
 # images from the Docker Engine. A subset that covers every feature (a box's
 # defaults, steps, exec with stdin, files, image builds, inmates, lifecycle and
-# prune, both lanes' own specs), once, on the lane lockup picks there (fifo);
+# prune, warm pools, both lanes' own specs), once, on the lane lockup picks there (fifo);
 # the daemon-killing spec/faults_spec.lua stays Docker's.
 PODMAN_SOCK  ?= /run/podman/podman.sock
 PODMAN_SPECS := spec/engine_spec.lua spec/run_spec.lua spec/lifecycle_spec.lua spec/lane_spec.lua \
-	spec/files_spec.lua spec/image_spec.lua spec/inmate_spec.lua
+	spec/files_spec.lua spec/image_spec.lua spec/inmate_spec.lua spec/pool_spec.lua
 test-podman: $(BUILD)/lockup/core.so
 	PODMAN_SOCK=$(PODMAN_SOCK) ./scripts/podman.sh
 	DOCKER_HOST=unix://$(PODMAN_SOCK) $(BUSTED) --exclude-tags=nginx,slow $(PODMAN_SPECS)

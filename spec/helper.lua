@@ -36,6 +36,9 @@ end
 function helper.inspect(id)
   local status, body, code = helper.docker():request("GET", "/containers/" .. id .. "/json")
   if status then return body end
+  -- Podman answers a container that is ending with a 500 ("read
+  -- /proc/<pid>/cgroup: no such process"): still there, for a moment
+  if code == 500 and tostring(body):find("no such process", 1, true) then return { State = { Status = "ending" } } end
   assert(code == 404, body)
   return nil
 end
