@@ -104,11 +104,11 @@ local function fresh(self, for_queue)
   local park = for_queue and self.docker.cosockets and ("lockup-" .. core.random_hex(8)) or nil
   local box, err = box_api.start(self.docker, self.start, park)
   if not box then return nil, err end
-  if self.prepare then
-    local ok, perr = pcall(self.prepare, box)
-    if not ok or not perr then
+  if self.prepare then -- true, or nil, err, or it raises
+    local ok, done, perr = pcall(self.prepare, box)
+    if not ok or not done then
       box:stop()
-      return nil, "preparing a new box: " .. tostring(ok and "prepare returned nothing" or perr)
+      return nil, "preparing a new box: " .. tostring(not ok and done or perr or "prepare returned nothing")
     end
   end
   if park then
