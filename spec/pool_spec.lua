@@ -198,6 +198,24 @@ describe("lockup.pool", function()
     pool:release(box)
   end)
 
+  it("runs prepare on each new box before it is ready, and says why one failed", function()
+    local pool = pool_of { size = 1, prepare = function(box) return box:put("ready.txt", "prepared\n") end }
+    finally(function() pool:close() end)
+    local box = assert(pool:acquire())
+    assert.equal("prepared\n", assert(box:run("cat ready.txt")).stdout)
+    pool:release(box)
+    local failing = pool_of { size = 1, prepare = function() return nil, "no such setup" end }
+    finally(function() failing:close() end)
+    local none, err = failing:acquire(20)
+    assert.is_nil(none)
+    assert.matches("preparing a new box: no such setup", err, 1, true)
+    local raising = pool_of { size = 1, prepare = function() error("setup raised") end }
+    finally(function() raising:close() end)
+    none, err = raising:acquire(20)
+    assert.is_nil(none)
+    assert.matches("setup raised", err, 1, true)
+  end)
+
   it("close() removes the boxes it holds, ends waiters, and refuses more", function()
     local pool = pool_of { size = 3 }
     assert.is_truthy(until_ready(pool, 3))
