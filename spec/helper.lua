@@ -32,6 +32,22 @@ function helper.boxes(owner)
   return ids
 end
 
+-- This process's boxes now, as a set of ids (for helper.no_new_boxes).
+function helper.box_set()
+  local set = {}
+  for _, id in ipairs(helper.boxes(helper.owner())) do set[id] = true end
+  return set
+end
+
+-- Are all this process's boxes ones that were in `before` (helper.box_set)?
+-- Not a count: a box of an earlier spec may finish going meanwhile.
+function helper.no_new_boxes(before)
+  for _, id in ipairs(helper.boxes(helper.owner())) do
+    if not before[id] then return false end
+  end
+  return true
+end
+
 -- The container's inspect document, or nil once the Engine no longer knows it.
 function helper.inspect(id)
   local status, body, code = helper.docker():request("GET", "/containers/" .. id .. "/json")

@@ -19,11 +19,11 @@ describe("lockup.inmate with a pool", function()
   local before
 
   before_each(function()
-    before = #helper.boxes(helper.owner())
+    before = helper.box_set()
   end)
 
   after_each(function()
-    assert.is_truthy(helper.eventually(function() return #helper.boxes(helper.owner()) == before end, 20))
+    assert.is_truthy(helper.eventually(function() return helper.no_new_boxes(before) end, 20))
   end)
 
   -- A jail whose pool records the id of every box it hands out.
