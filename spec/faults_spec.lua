@@ -54,7 +54,8 @@ describe("the Docker daemon killed (SIGKILL) under a box", function()
   -- step; on the fifo lane the session does not need dockerd at all: steps go
   -- on, and only what needs the Engine (exec, start, stop) fails.
   it("returns from a running step promptly, says so, and works again once the daemon is back", function()
-    finally(ensure_daemon)
+    local undo = helper.undo(finally)
+    undo(ensure_daemon)
     local d = assert(lockup.connect())
     local box = assert(d:start { image = helper.IMAGE })
     local idle = assert(d:start { image = helper.IMAGE }) -- a box between steps when it happens
@@ -116,10 +117,10 @@ describe("the Docker daemon killed (SIGKILL) under a box", function()
     ensure_daemon()
     local d2 = assert(lockup.connect())
     local fresh = assert(d2:start { image = helper.IMAGE })
-    finally(function() fresh:stop() end)
+    undo(function() fresh:stop() end)
     assert.equal("ok\n", assert(fresh:run("echo ok")).stdout)
     local old = assert(d:start { image = helper.IMAGE })
-    finally(function() old:stop() end)
+    undo(function() old:stop() end)
     assert.equal("ok\n", assert(old:run("echo ok")).stdout)
     -- the boxes of the killed daemon: gone, or removed now that it is back
     for _, b in ipairs { box, idle } do
@@ -134,9 +135,10 @@ end)
 
 describe("the Docker daemon killed (SIGKILL) under a warm pool", function()
   it("never hangs while it is down, and hands out working boxes again once it is back", function()
-    finally(ensure_daemon)
-    local pool = assert(lockup.pool { image = helper.IMAGE, size = 2 })
-    finally(function() pool:close() end)
+    local undo, pool = helper.undo(finally), nil
+    undo(function() if pool then pool:close() end end)
+    undo(ensure_daemon) -- runs first (last first): the pool's close needs the daemon
+    pool = assert(lockup.pool { image = helper.IMAGE, size = 2 })
     assert.is_truthy(helper.eventually(function() return pool:stats().ready == 2 end, 60))
     helper.sh("kill -9 " .. dockerd_pid())
     -- down: each acquire comes back within its timeout, with a box (the fifo

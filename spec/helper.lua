@@ -80,6 +80,17 @@ function helper.closing(box, fn, ...)
   return C.unpack(r, 2, r.n)
 end
 
+-- busted keeps one `finally` per test (a second replaces the first): a test
+-- with several things to undo calls `local undo = helper.undo(finally)`, then
+-- undo(fn) for each; they all run when the test ends, last first, however it ends.
+function helper.undo(finally)
+  local list = {}
+  finally(function()
+    for i = #list, 1, -1 do list[i]() end
+  end)
+  return function(fn) list[#list + 1] = fn end
+end
+
 -- Compiles `src`, a chunk only Lua 5.4 parses (`<close>`; run it where
 -- support.compat's CLOSE is true), with `name` for its messages.
 function helper.load54(src, name)

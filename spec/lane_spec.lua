@@ -330,7 +330,10 @@ describe("a hostile box on the fifo lane", function()
     local t0 = now()
     local r = assert(box:run("echo mine", { timeout = 10 }))
     assert.is_true(now() - t0 < 10)
-    assert.is_true(r.truncated, tostring(r))
+    -- the flood and the step race for the FIFO: mostly the cap comes first,
+    -- but the step's answer may win (1044521 bytes of flood seen, then it)
+    assert.is_true(r.truncated or (r.stdout:find("mine\n", 1, true) ~= nil and #r.stdout <= 1024 * 1024),
+      tostring(r))
     assert.is_true(helper.rss_kb() - rss < 64 * 1024)
     -- what the flood wrote after the step's end, before it was killed, is the
     -- next step's (README: a background process can write into later steps)
