@@ -507,7 +507,12 @@ function Docker:receive(call, deadline)
         return self:receive(again, deadline)
       end
       err = err or "connection closed"
-      return nil, string_format("%s %s: %s", call.method, call.path, self.tls and tls_explain(self, err) or err)
+      if self.tls then
+        err = tls_explain(self, err)
+      else -- the daemon hung up mid-call: most often it stopped or restarted
+        err = err .. " (the Docker daemon at " .. self.endpoint .. " closed the connection: is dockerd running?)"
+      end
+      return nil, string_format("%s %s: %s", call.method, call.path, err)
     end
   end
 end
