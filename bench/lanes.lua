@@ -20,7 +20,6 @@ package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
 local session = require "lockup.session"
-local attach = require "lockup.lane.attach"
 local common = require "common"
 
 local now, clock = core.monotime, os.clock
@@ -84,7 +83,7 @@ local function round_trip()
   local attach_box <close> = assert(docker:start { image = IMAGE, lane = "attach" })
   -- The raw probe's container: the same image, limits and PID 1 (the
   -- lifeline, which relays stdin to the session shell) an attach box has.
-  local lifeline = session.lifeline(attach.wiring):gsub("'", "'\\''")
+  local lifeline = session.lifeline("attach"):gsub("'", "'\\''")
   local raw = must(fmt("docker run -d -i --rm --network none --read-only --cap-drop ALL "
     .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none --entrypoint /bin/sh %s -c '%s' /bin/sh",
     IMAGE, lifeline)):match("%x+")

@@ -133,6 +133,14 @@ int lk_fifo_read(lk_fifo *f, int k, char *p, size_t len, size_t *n) {
     }
 }
 
+int lk_fifo_poke(lk_fifo *f) {
+    for (;;) {
+        if (write(f->life, "k\n", 2) == 2) return LK_OK; /* 2 < PIPE_BUF: all or nothing */
+        if (errno == EINTR) continue;
+        return errno == EAGAIN ? LK_AGAIN : LK_FAIL;
+    }
+}
+
 void lk_fifo_answered(lk_fifo *f) {
     close_fd(&f->hold[0]);
     close_fd(&f->hold[1]);

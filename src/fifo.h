@@ -45,6 +45,11 @@ int lk_fifo_send(lk_fifo *f, const char *p, size_t len, size_t *n);
 /* Reads stream k (0 stdout, 1 stderr): LK_OK with *n > 0, LK_AGAIN, LK_EOF, LK_FAIL. */
 int lk_fifo_read(lk_fifo *f, int k, char *p, size_t len, size_t *n);
 
+/* Writes one word to `life`: the lifeline kills every process but itself and
+ * the session shell. LK_OK, LK_AGAIN (the box reads no words: 64 KiB of them
+ * wait already), or LK_FAIL (errno). */
+int lk_fifo_poke(lk_fifo *f);
+
 /* The shell has opened out and err: drops the placeholder writers, so that
  * the shell's end reads as EOF. */
 void lk_fifo_answered(lk_fifo *f);

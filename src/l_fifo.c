@@ -52,6 +52,15 @@ static int l_fds(lua_State *L) {
     return 3;
 }
 
+/* f:poke() -> true | false (words pile up unread) | nil, err, errno: asks the
+ * lifeline to kill the steps' processes (fifo.h). */
+static int l_poke(lua_State *L) {
+    int r = lk_fifo_poke(lk_check_fifo(L, 1));
+    if (r == LK_FAIL) return lk_push_errno(L, "writing the lane's life FIFO");
+    lua_pushboolean(L, r == LK_OK);
+    return 1;
+}
+
 static int l_answered(lua_State *L) {
     lk_fifo_answered(lk_check_fifo(L, 1));
     return 0;
@@ -91,7 +100,7 @@ static int l_remove(lua_State *L) {
 
 void lk_open_fifo(lua_State *L) {
     static const luaL_Reg methods[] = {
-        {"send", l_send}, {"fds", l_fds}, {"answered", l_answered}, {"close", l_close}, {NULL, NULL}};
+        {"send", l_send}, {"fds", l_fds}, {"poke", l_poke}, {"answered", l_answered}, {"close", l_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {

@@ -143,7 +143,7 @@ function _M.start(d, opts, mt, park)
     query = opts.name and { name = opts.name },
     body = {
       Image = opts.image,
-      Entrypoint = { shell, "-c", session.lifeline(kind.wiring), shell },
+      Entrypoint = { shell, "-c", session.lifeline(kind.name), shell },
       Env = env,
       WorkingDir = config.WorkingDir,
       User = config.User,

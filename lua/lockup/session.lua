@@ -20,30 +20,61 @@ local _M = {}
 local STDIN_CHUNK = 16384 -- stdin bytes per printf line
 local SIGKILLED = 128 + 9
 
--- The lifeline: PID 1 of every box, for a lane's wiring (lane.wiring: what
--- the watcher reads, where the session shell reads its input and writes its
--- output). The watcher, `cat`, reads until EOF, which comes when the host
--- closes its end (stop, garbage collection, or the Lua process killed with
--- SIGKILL); then `kill -9 -1` ends everything, even a step still running, so
--- the container (AutoRemove) goes away with the lane. On the attach lane what
--- it reads is the container's stdin, which it relays to the session shell
--- ("$0"); on the fifo lane it is `life`, where nothing is ever written, and
--- the shell reads `in` itself. When the session shell exits on its own, the
--- same kill ends cat, and PID 1 exits with the shell's code. PID 1 is a shell,
--- so nothing in the box can kill it, and while it waits it reaps every zombie
--- reparented to it (the job of an init). PID 1's own stderr goes to /dev/null
--- (fd 9 keeps the real one), or it would report "Killed" for the pipeline it
--- waits on. An image without cat gets the shell alone (no lifeline).
--- A step that ends the lifeline (`kill -9 -1` kills all but its caller, the
--- session shell) ends the session too: each command line first checks that
--- the shell's parent is still there (see command_line).
-function _M.lifeline(wiring)
-  return table_concat({
-    string_format('command -v cat >/dev/null 2>&1 || exec "$0" %s %s', wiring.input, wiring.output),
-    'exec 9>&2 2>/dev/null',
-    string_format('{ cat %s; kill -9 -1; } | { "$0" %s %s 9>&-; c=$?; kill -9 -1; exit $c; }',
-      wiring.life, wiring.input, wiring.output),
-  }, "\n")
+-- The lifeline: PID 1 of every box. Its job: when the host closes its end
+-- of the lane (stop, garbage collection, or the Lua process killed with
+-- SIGKILL), everything in the box is killed with `kill -9 -1`, so the
+-- container (AutoRemove) goes away with the lane; when the session shell
+-- exits on its own, the same kill ends the rest and PID 1 exits with the
+-- shell's code. PID 1 is a shell, so nothing in the box can kill it, and while
+-- it waits it reaps every zombie reparented to it (the job of an init). Its
+-- own stderr goes to /dev/null (fd 9 keeps the real one), or it would report
+-- "Killed" for the jobs it waits on.
+--
+-- Attach lane: the container's stdin is the only thing to watch, and the
+-- session shell needs it too, so `cat` relays it to the shell ("$0"); the
+-- pipeline ends when cat sees EOF or the shell exits. A step that kills the
+-- relay (`kill -9 -1` kills all but its caller, the session shell, and PID 1)
+-- ends the session: the shell reads EOF. An image without cat gets the shell
+-- alone (no lifeline).
+local ATTACH = table_concat({
+  'command -v cat >/dev/null 2>&1 || exec "$0"',
+  'exec 9>&2 2>/dev/null',
+  '{ cat; kill -9 -1; } | { "$0" 2>&9 9>&-; c=$?; kill -9 -1; exit $c; }',
+}, "\n")
+
+-- Fifo lane: the session shell reads `in` itself and is PID 1's own child
+-- ($s), so PID 1 knows when it ends and with what code. The watcher ($w) is a
+-- subshell of builtins that reads `life` (opened once by PID 1, fd 3): at EOF
+-- the host is gone; each word the host writes there (fifo:poke) is a request
+-- to kill the steps' processes, which the watcher passes to PID 1 as SIGUSR1.
+-- PID 1 then kills every process but itself, the shell and the watcher, with
+-- builtins only (no fork: it works when a fork bomb holds every pid, and no
+-- byte goes through dockerd, however busy it is relaying an exec's flood).
+-- A step's `kill -9 -1` spares PID 1 and the session shell (its caller) and
+-- kills the watcher: PID 1 starts another on the same fd 3, so the box goes on
+-- and the lifeline holds (a new watcher of a closed `life` reads EOF at once).
+-- PID 1 waits for the watcher, and wakes when either ends: SIGCHLD breaks the
+-- wait in dash and busybox; bash's `wait -n` waits for the next job instead.
+local FIFO = table_concat({
+  'exec 9>&2 2>/dev/null 3</.lockup/life',
+  '"$0" </.lockup/in >/.lockup/out 2>/.lockup/err 9>&- 3<&- & s=$!',
+  'w=',
+  'trap \'for i in 1 2 3 4 5 6 7 8; do f=; for d in /proc/[0-9]*; do p=${d#/proc/}; '
+    .. 'case " 1 $s $w " in *" $p "*) ;; *) kill -9 "$p" && f=1;; esac; done; [ -z "$f" ] && break; done\' USR1',
+  'trap : CHLD',
+  'while :; do',
+  '  if [ -z "$w" ]; then { while read -r _; do kill -USR1 1; done <&3; } & w=$!; fi',
+  '  if [ -n "$BASH_VERSION" ]; then wait -n; else wait "$w"; fi',
+  '  [ -d "/proc/$s" ] || { kill -9 -1; wait "$s"; exit; }',
+  '  [ -d "/proc/$w" ] && continue',
+  '  wait "$w"; [ $? -gt 128 ] || { kill -9 -1; exit 137; }',
+  '  w=',
+  'done',
+}, "\n")
+
+-- The lifeline for a lane ("fifo" or "attach").
+function _M.lifeline(lane_name)
+  return lane_name == "fifo" and FIFO or ATTACH
 end
 
 local function shell_quote(s)

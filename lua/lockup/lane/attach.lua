@@ -16,11 +16,6 @@ local wait_any = scheduler.wait_any
 
 local _M = { name = "attach" }
 
--- How the lifeline (lockup.session) wires the session shell: the watcher
--- relays the container's stdin to it (the only way to see that stdin's EOF
--- while a step runs), and its stderr is the real one, kept in fd 9.
-_M.wiring = { life = "", input = "", output = "2>&9" }
-
 local Lane = {}
 local lane_mt = { __index = Lane, __name = "lockup.lane.attach" }
 function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self.conn) .. ")" end

@@ -16,10 +16,6 @@ local wait_any = scheduler.wait_any
 local _M = { name = "fifo" }
 
 _M.MOUNT = "/.lockup"
--- How the lifeline (lockup.session) wires the session shell: it watches
--- `life` and the shell reads `in` itself (no relay; see src/fifo.h).
-_M.wiring = { life = "</.lockup/life", input = "</.lockup/in", output = ">/.lockup/out 2>/.lockup/err" }
-
 local TOKEN_BYTES = 16 -- a lane directory's name: <pid>-<32 hex digits>
 
 -- The private parent of this user's lane directories (mode 0700, checked).
