@@ -8,6 +8,7 @@ local session = require "lockup.session"
 local exec = require "lockup.exec"
 local files = require "lockup.files"
 local options = require "lockup.options"
+local result = require "lockup.result"
 
 local type, ipairs, error, pcall = type, ipairs, error, pcall
 local string_format = string.format
@@ -80,8 +81,11 @@ end
 
 -- An exec, then, if a process of it died of SIGKILL, whether the OOM killer did it.
 local function exec_checked(self, argv, opts)
-  local r, err = exec.run(self, argv, opts)
-  if r and r.code and session.killed(r) then r.oom = session.oom_killed(self) end
+  local r, err = exec.run(self, argv, opts, session.exec_overrun(self))
+  if r and r.code and session.killed(r) then
+    r.oom = session.oom_killed(self)
+    r.status = result.status_of(r)
+  end
   return r, err
 end
 

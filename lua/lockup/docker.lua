@@ -24,6 +24,7 @@ _M.MIN_API = "1.30" -- AutoRemove, `wait?condition=removed`, `Upgrade: tcp` on a
 _M.MAX_API = "1.45" -- the newest API whose requests lockup writes
 local DEFAULT_TIMEOUT = 60 -- seconds for one REST call
 local POOL_MAX = 8 -- idle keep-alive connections kept per client
+local SILENT_PING = 0.5 -- seconds a daemon that went silent gets to answer a ping before the next call
 
 
 local Docker = {}
@@ -354,9 +355,21 @@ end
 -- connection the daemon has closed meanwhile fails on first use: then the call
 -- is retried once on a fresh connection (nothing of it reached the daemon).
 -- A streamed body (opts.body a function) is sent in full before this returns.
+-- opts.deadline (a monotonic time) bounds the call instead of opts.timeout:
+-- the REST calls a box's call makes share that call's deadline.
+-- A daemon that let a call time out without a word (paused, or hung) is
+-- asked with a short ping before the next call, so that calls made while it
+-- stays silent fail at once instead of each waiting for its whole timeout.
 function Docker:send(method, path, opts)
   opts = opts or {}
-  local deadline = now() + (opts.timeout or self.timeout)
+  local deadline = opts.deadline or now() + (opts.timeout or self.timeout)
+  if self.silent and not opts.ping then
+    local silent = self.silent
+    local ok = self:request("GET", "/_ping", { unversioned = true, ping = true,
+      deadline = math.min(deadline, now() + SILENT_PING) })
+    if not ok then return nil, silent end
+    self.silent = nil
+  end
   local text = request_text(self, method, path, opts)
   -- opts.dedicated: a call whose answer comes much later (wait) takes a connection of its own;
   -- opts.park: inside nginx, the name of the pool it is parked in while idle (lockup.pool)
@@ -377,7 +390,7 @@ function Docker:send(method, path, opts)
     return nil, string_format("%s %s: %s", method, path, err)
   end
   local call = { conn = c, method = method, path = path, opts = opts, deadline = deadline,
-    pooled = pooled or c.reused }
+    pooled = pooled or c.reused, sent = now() }
   if type(opts.body) == "function" then
     call.pooled = false -- the body cannot be sent again
     local source_failed
@@ -476,8 +489,12 @@ function Docker:receive(call, deadline)
     if st == false then
       if not readable(c, deadline) then
         c:close()
-        return nil, string_format("timed out after %gs waiting for the Docker daemon (%s %s)",
-          opts.timeout or self.timeout, call.method, call.path)
+        local msg = string_format("timed out after %.3gs waiting for the Docker daemon at %s (%s %s)",
+          deadline - call.sent, self.endpoint, call.method, call.path)
+        if not got_head then
+          self.silent = msg .. "; it has not answered since: is dockerd paused or overloaded?"
+        end
+        return nil, msg
       end
     elseif st == "more" then
       scheduler.yield()

@@ -9,7 +9,7 @@ local result = require "lockup.result"
 
 local type, ipairs, error, tostring, pcall = type, ipairs, error, tostring, pcall
 local table = table
-local string_format = string.format
+local string_format, math_max = string.format, math.max
 local now = core.monotime
 
 local _M = {}
@@ -67,10 +67,10 @@ end
 
 -- Follows a started exec: its first bytes (`rest`), its stdin, its output to
 -- the end; returns step.follow's status (or stdin's failure) and fills `out`.
-local function follow(box, lane, stream, rest, opts, deadline, out)
+local function follow(lane, stream, rest, opts, deadline, out, overrun)
   local st, err = stream:feed(rest)
   if st and opts.stdin then st, err = send_stdin(lane, stream, opts, deadline) end
-  if st then st, err = step.follow(box, lane, stream, opts, deadline, out) end
+  if st then st, err = step.follow(lane, stream, opts, deadline, out, overrun) end
   return st, err
 end
 
@@ -125,13 +125,14 @@ local function fits(body)
 end
 
 -- Creates and starts an exec, hijacked: { path, conn, rest, key } or nil, err.
-local function open(box, body, fail)
+local function open(box, body, fail, deadline)
   local d = box.docker
-  local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = body })
+  local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = body, deadline = deadline })
   if not status then return nil, fail .. created end
   local path = "/exec/" .. created.Id
   local conn, rest
-  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true })
+  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true,
+    deadline = deadline })
   if not status then return nil, fail .. conn end
   return { path = path, conn = conn, rest = rest, key = fits(body) }
 end
@@ -152,7 +153,10 @@ function _M.prime(box, argv, opts)
 end
 
 -- Runs argv in the box (its lock held) and returns a result, or nil, err.
-function _M.run(box, argv, opts)
+-- `overrun`: what step.follow does past the deadline or a cap (nil: nothing,
+-- for the exec that sweeps). The Engine's calls share the call's deadline: a
+-- daemon that stops answering cannot hold the call past it.
+function _M.run(box, argv, opts, overrun)
   local started = now()
   local wrapped, why = delimited(box, argv, opts)
   if not wrapped then return nil, why end
@@ -168,7 +172,7 @@ function _M.run(box, argv, opts)
   end
   if not ex then
     local err
-    ex, err = open(box, body, fail)
+    ex, err = open(box, body, fail, deadline)
     if not ex then return nil, err end
   end
   local stream = core.stream()
@@ -178,7 +182,7 @@ function _M.run(box, argv, opts)
   -- The lane is closed even when a callback raised: left open, it would hold
   -- up the box's removal while dockerd waits to copy the rest of a busy
   -- exec's output into it (20 s and more for a jail that floods its frames).
-  local ok, st, ferr = pcall(follow, box, lane, stream, ex.rest, opts, deadline, out)
+  local ok, st, ferr = pcall(follow, lane, stream, ex.rest, opts, deadline, out, overrun)
   lane:close()
   if not ok then error(st, 0) end
   out.duration = now() - started
@@ -188,7 +192,9 @@ function _M.run(box, argv, opts)
   elseif st ~= "eof" then
     return nil, fail .. tostring(ferr)
   end
-  local status, info = box.docker:request("GET", ex.path .. "/json")
+  -- the exit code: within the second past the deadline that a call may take
+  local status, info = box.docker:request("GET", ex.path .. "/json",
+    { deadline = math_max(deadline + 0.9, now() + 0.05) })
   if not status then return nil, fail .. info end
   out.code = compat.tointeger(info.ExitCode)
   return result.new(out)

@@ -1,5 +1,6 @@
--- What one command gave back: code, ok, stdout, stderr, duration, and the
--- flags that say how it ended (timed_out, exited). Readable in the REPL.
+-- What one command gave back: code, ok, stdout, stderr, duration, the flags
+-- that say how it ended (timed_out, truncated, oom, exited, box_stopped), and
+-- `status`, which says it in one word. Readable in the REPL.
 local setmetatable, string_format = setmetatable, string.format
 
 local _M = {}
@@ -16,14 +17,40 @@ end
 
 function result_mt.__tostring(r)
   local how = r.timed_out and "timed out" or string_format("code %s", tostring(r.code))
+  if r.signal then how = how .. ", signal " .. r.signal end
+  if r.truncated then how = how .. ", truncated" end
+  if r.oom then how = how .. ", out of memory" end
   if r.exited then how = how .. ", shell exited" end
+  if r.box_stopped then how = how .. ", box stopped" end
   return string_format("lockup.result (%s, %.3fs) stdout=%s stderr=%s", how, r.duration or 0,
     preview(r.stdout or ""), preview(r.stderr or ""))
+end
+
+-- A code from 129 to 192 is a process ended by signal code - 128, as shells
+-- and the Engine report it (a program that exits with such a code on its own
+-- reads the same).
+local function signal_of(code)
+  if code and code > 128 and code <= 128 + 64 then return code - 128 end
+  return nil
+end
+
+-- How the step ended, in one word; the first that applies wins.
+function _M.status_of(t)
+  if t.timed_out then return "timeout" end
+  if t.oom then return "oom" end
+  if t.truncated then return "truncated" end
+  if t.exited then return "exited" end
+  if t.engine_lost then return "engine_lost" end
+  if t.code == 0 then return "ok" end
+  if t.signal then return "signal" end
+  return "exit"
 end
 
 function _M.new(t)
   t.stdout, t.stderr = t.stdout or "", t.stderr or "" -- a step may end before any output was read
   t.ok = t.code == 0 and not t.timed_out
+  t.signal = signal_of(t.code)
+  t.status = _M.status_of(t)
   return setmetatable(t, result_mt)
 end
 

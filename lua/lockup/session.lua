@@ -12,7 +12,7 @@ local exec = require "lockup.exec"
 local result = require "lockup.result"
 
 local type, tostring, tonumber = type, tostring, tonumber
-local string_format, table_concat = string.format, table.concat
+local string_format, table_concat, math_max = string.format, table.concat, math.max
 local now = core.monotime
 
 local _M = {}
@@ -187,36 +187,93 @@ function _M.oom_killed(box)
   return grew or nil
 end
 
--- Kills every process the steps started, through the exec API as the box's
--- user: all but the lifeline's own ($@, from the probe at start). Loops
--- because a process may fork while it runs. An exec needs a free pid: when a
--- fork bomb has used them all, it fails (and a timed-out step then stops the box).
-local SWEEP = table_concat({
-  'keep=" $* "',
-  'for pass in 1 2 3 4 5 6 7 8; do found=',
-  '  for d in /proc/[0-9]*; do p=${d#/proc/}',
-  '    case "$keep" in *" $p "*) continue;; esac',
-  '    [ "$p" = "$$" ] || { kill -9 "$p" 2>/dev/null && found=1; }',
-  '  done; [ -z "$found" ] && break',
-  'done',
-  'exit 0',
-}, "\n")
+-- Killing the steps' processes: every process in the box but the lifeline's
+-- own (the pids the probe found at start, the session shell among them).
+-- The sweep loops because a process may fork while it runs, and uses
+-- builtins only, so that it needs no free pid (a fork bomb holds them all).
+-- Three ways to have it done, by who holds the session:
+--  * the session is free (box:exec and what runs on it, box:kill_processes
+--    between steps): a step of its own in the session shell, which answers
+--    once the processes are gone; no byte goes through an exec;
+--  * a step runs in it, on the fifo lane: a word to PID 1 through `life`
+--    (lockup.lane.fifo: poke), which sweeps; no byte goes through dockerd;
+--  * a step runs in it, on the attach lane: an exec of the sweep, as the
+--    box's user (dockerd relays the step's output meanwhile, not an exec's).
+local SWEEP = '__lk_k=" %s "; for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; for __lk_d in /proc/[0-9]*; do '
+  .. '__lk_p=${__lk_d#/proc/}; case $__lk_k in *" $__lk_p "*) ;; *) \\command kill -9 "$__lk_p" 2>/dev/null '
+  .. '&& __lk_f=1;; esac; done; \\command [ -z "$__lk_f" ] && break; done; \\unset __lk_k __lk_i __lk_f __lk_d __lk_p'
 
--- box:kill_processes(), with or without the box's lock (a timed-out step
--- holds it): true | nil, err.
-function _M.kill_processes(box)
-  if box.dead then return nil, box.dead end
-  if box.sweeping then return true end
-  if not box.lifeline_pids then return nil, "the box is still starting" end
-  box.sweeping = true
-  local argv = { box.shell, "-c", SWEEP, "sweep" }
-  for pid in box.lifeline_pids:gmatch("%d+") do argv[#argv + 1] = pid end
-  local r, err = exec.run(box, argv, { timeout = 10 })
-  box.sweeping = false
+local function sweep_text(box)
+  return string_format(SWEEP, box.lifeline_pids:gsub("^ +", ""):gsub(" +$", ""))
+end
+
+local step_run -- below
+
+-- The sweep as a step in the session shell (the box's lock held, no step in
+-- it), done by `until_`: true, or nil, err; a session left out of step is shut.
+local function sweep_in_session(box, until_)
+  local out = {}
+  local st, err = step_run(box, function(token_hex)
+    return step_line(sweep_text(box), "/dev/null", token_hex, box.shell_pid)
+  end, {}, until_, out)
+  if st == "exit" then return true end
+  box:shut("the box was stopped: its session did not answer a kill of the steps' processes ("
+    .. tostring(err or st) .. ")")
+  return nil, box.dead
+end
+
+-- The sweep as an exec, done by `until_`: true, or nil, err.
+local function sweep_by_exec(box, until_)
+  local argv = { box.shell, "-c", sweep_text(box) }
+  local r, err = exec.run(box, argv, { timeout = math_max(0.001, until_ - now()) })
   if not r or r.code ~= 0 then
     return nil, "killing the box's processes: " .. (err or (r.stderr .. r.stdout):gsub("%s+$", ""))
   end
   return true
+end
+
+-- What step.follow does when a step in the session shell overruns: the
+-- session is busy, so PID 1 (fifo lane) or an exec (attach lane) sweeps.
+local function busy_overrun(box)
+  return function(until_)
+    if box.dead or not box.lifeline_pids then return end
+    if box.lane.poke then
+      box.lane:poke()
+    else
+      sweep_by_exec(box, until_)
+    end
+  end
+end
+
+-- What step.follow does when an exec overruns (box:exec holds the box, so
+-- the session is free): the sweep in the session shell.
+function _M.exec_overrun(box)
+  return function(until_)
+    if box.dead or not box.lifeline_pids then return end
+    sweep_in_session(box, until_)
+  end
+end
+
+-- box:kill_processes(): true | nil, err. Between calls it takes the box and
+-- sweeps in the session; while another coroutine's call holds the box (that
+-- step then ends, killed), it sweeps the way a busy session does.
+function _M.kill_processes(box)
+  if box.dead then return nil, box.dead end
+  if not box.lifeline_pids then return nil, "the box is still starting" end
+  local until_ = now() + 10
+  if box.lock.owner then
+    if box.lane.poke then
+      local ok, err = box.lane:poke()
+      if ok == nil then return nil, "killing the box's processes: " .. err end
+      return true
+    end
+    return sweep_by_exec(box, until_)
+  end
+  local ok, err = box.lock:lock()
+  if not ok then return nil, err end
+  ok, err = sweep_in_session(box, until_)
+  box.lock:unlock()
+  return ok, err
 end
 
 -- After the box died with SIGKILL: asks the Engine's event log whether an OOM
@@ -238,8 +295,9 @@ local function died_of_oom(box)
   return nil
 end
 
--- The step's shell ended (the lane's EOF): a result saying how, or nil, err.
-local function ended(box, out)
+-- The step's shell ended (the lane's EOF): a result saying how, or nil, err;
+-- the Engine's answer is awaited until the call's deadline (and its second).
+local function ended(box, out, deadline)
   if box.stopped then
     box:shut("the box's shell has ended")
     return nil, box.dead
@@ -247,12 +305,13 @@ local function ended(box, out)
   -- The exit code first, the lane closed after: closing it now would let the
   -- lifeline's watcher see EOF and kill PID 1's other half before it exits
   -- with the shell's code.
-  out.code = box:reap()
+  out.code = box:reap(math_max(deadline + 0.9, now() + 0.05))
   box:shut("the box's shell has ended")
   if out.code == nil then -- no exit code: the daemon itself went away (killed, restarted)
     box.dead = "lost the box: its session ended and the Docker daemon at " .. box.docker.endpoint
       .. " did not report an exit (did it stop or restart?); connect again and start a new box"
-    return nil, box.dead
+    out.engine_lost = true
+    return result.new(out)
   end
   out.exited = true
   if out.code == SIGKILLED then
@@ -267,13 +326,13 @@ end
 
 -- Sends one step's line and follows it to its end: the status ("exit",
 -- "timeout", "eof") or nil, err; fills `out`.
-local function step_run(box, line_of, opts, deadline, out)
+function step_run(box, line_of, opts, deadline, out, overrun)
   local token_hex = core.random_hex(16)
   local lane, stream = box.lane, box.stream
   step.arm(box, stream, "\1" .. token_hex, opts)
   local st, err = step.send(lane, stream, line_of(token_hex), opts, deadline)
   if st == true then
-    st, err = step.follow(box, lane, stream, opts, deadline, out)
+    st, err = step.follow(lane, stream, opts, deadline, out, overrun)
   elseif st == "timeout" then
     out.timed_out = true
   end
@@ -289,7 +348,7 @@ local function write_stdin(box, data, deadline, out)
   local writer = stdin_writer(data, source)
   local st, err = step_run(box, function(token_hex)
     return step_line(writer, "/dev/null", token_hex, box.shell_pid)
-  end, {}, deadline, out)
+  end, {}, deadline, out, busy_overrun(box))
   if st ~= "exit" or out.code == 0 then return st == "exit" and source or nil, st, err end
   return nil, "refused", string_format("could not write the step's stdin (%d bytes) into the box, in %s: %s "
     .. "(it goes to a file there first; is that disk full? start{ disk = ... })", #data,
@@ -309,7 +368,7 @@ function _M.run(box, cmd, opts)
   if source or not opts.stdin then
     st, err = step_run(box, function(token_hex)
       return _M.command_line(cmd, token_hex, source, box.shell_pid)
-    end, opts, deadline, out)
+    end, opts, deadline, out, busy_overrun(box))
   end
   out.duration = now() - started
   if st == "exit" then
@@ -323,7 +382,7 @@ function _M.run(box, cmd, opts)
     box:stop()
     return result.new(out)
   elseif st == "eof" then
-    return ended(box, out)
+    return ended(box, out, deadline)
   end
   box:shut("lost the box's session (did the Docker daemon stop or restart?): " .. tostring(err))
   box:stop()

@@ -9,7 +9,10 @@ local now = core.monotime
 
 local _M = {}
 
-_M.GRACE = 2 -- seconds a step gets to end once its processes were killed
+-- Seconds a step gets to end once its processes were asked to die: the kill
+-- is one word to PID 1 or one step in the session shell, done in
+-- milliseconds, and a call must return within its timeout plus one second.
+_M.GRACE = 0.75
 
 -- Arms `stream` for one step (token nil: no sentinel): output beyond
 -- max_output per stream is dropped; a stream given to a callback has no cap
@@ -84,12 +87,15 @@ function _M.send(lane, stream, data, opts, deadline)
   return true
 end
 
--- Follows a step to its end. Past its timeout or its output cap, the step's
--- processes are killed (box:kill_processes) and it gets GRACE seconds to end;
--- if it does not (the shell itself is looping), "timeout" says the box must go.
--- Fills out.stdout, out.stderr, out.truncated, out.timed_out; returns the
--- status ("exit", "eof", "timeout") or nil, err.
-function _M.follow(box, lane, stream, opts, deadline, out)
+-- Follows a step to its end. Past its deadline or its output cap,
+-- `overrun()` is called once: it has the step's processes killed (how depends
+-- on the lane and on who holds the session: lockup.session.overrun), and the
+-- step then gets GRACE seconds to end, so that a call returns within its
+-- timeout plus one second whatever the box does. If it does not end (the
+-- shell itself is looping, or the kill could not be had), "timeout" says the
+-- box must go. Fills out.stdout, out.stderr, out.truncated, out.timed_out;
+-- returns the status ("exit", "eof", "timeout") or nil, err.
+function _M.follow(lane, stream, opts, deadline, out, overrun)
   local killed, st, err = false, nil, nil
   local t1, t2 = stream:truncated()
   if t1 or t2 then st = "truncated" end -- a cap was reached while the command was sent
@@ -97,9 +103,8 @@ function _M.follow(box, lane, stream, opts, deadline, out)
     if not st then st, err = collect(lane, stream, opts, killed or deadline) end
     if st == "timeout" and not killed then out.timed_out = true end
     if (st == "timeout" or st == "truncated") and not killed then
-      box:kill_processes()
-      killed = math_min(deadline, now() + _M.GRACE)
-      if out.timed_out then killed = now() + _M.GRACE end
+      killed = out.timed_out and now() + _M.GRACE or math_min(deadline, now() + _M.GRACE)
+      if overrun then overrun(killed) end
     elseif st ~= "truncated" then
       t1, t2 = stream:truncated()
       out.stdout = opts.on_stdout and "" or stream:take(1)
