@@ -359,6 +359,53 @@ describe("hostile commands", function()
     end)
   end)
 
+  -- Issue 19: a deadline holds whoever relays the flood. Each call returns
+  -- within its timeout plus 1 s, however fast the box writes, with callbacks
+  -- or without, and the box is usable after (or says it was stopped).
+  describe("a deadline under a flood", function()
+    local FLOODS = {
+      stdout = "yes",
+      stderr = "yes >&2",
+      both = "yes & yes >&2",
+      -- a process that ignores SIGTERM and forks, under the flood
+      forker = "trap '' TERM; (trap '' TERM; while :; do sleep 1; done) & (trap '' TERM; sleep 600) & yes",
+    }
+    local function drop() end
+    local function call(box, how, cmd, opts)
+      if how == "run" then return box:run(cmd, opts) end
+      return box:exec({ "sh", "-c", cmd }, opts)
+    end
+    for _, how in ipairs { "run", "exec" } do
+      for _, flood in ipairs { "stdout", "stderr", "both", "forker" } do
+        for _, callbacks in ipairs { true, false } do
+          it(string.format("box:%s of a %s flood, %s callbacks: within its timeout plus 1 s", how, flood,
+            callbacks and "with" or "without"), function()
+            local box = start()
+            local opts = { timeout = 1 }
+            if callbacks then opts.on_stdout, opts.on_stderr = drop, drop else opts.max_output = 4 * MiB end
+            local t0 = now()
+            local r, err = call(box, how, FLOODS[flood], opts)
+            local took = now() - t0
+            assert(r, err)
+            assert.is_true(took < 2, string.format("box:%s took %.2f s (timeout 1 s)", how, took))
+            assert.is_true(r.status == "timeout" or r.status == "truncated", tostring(r))
+            assert.equal(r.status == "timeout", r.timed_out == true)
+            if callbacks then assert.equal("", r.stdout .. r.stderr) end
+            if r.box_stopped then
+              assert.is_nil(box:run("true"))
+            else -- usable, and nothing of the step left running
+              assert.equal("ok\n", assert(box:run("echo ok")).stdout)
+              local procs = assert(box:run(PROCS)).stdout
+              assert.is_nil(procs:find("yes", 1, true), procs)
+              assert.is_nil(procs:find("sleep", 1, true), procs)
+            end
+            stop(box)
+          end)
+        end
+      end
+    end
+  end)
+
   describe("the filesystem", function()
     it("a full tmpfs: non-zero code, stderr says no space, the box goes on", function()
       local box = start { disk = "16m" }

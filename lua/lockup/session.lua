@@ -370,6 +370,11 @@ function _M.run(box, cmd, opts)
       return _M.command_line(cmd, token_hex, source, box.shell_pid)
     end, opts, deadline, out, busy_overrun(box))
   end
+  if st == "exit" and (out.timed_out or out.truncated) and box.lane.poke then
+    -- PID 1's sweep may still be going when the step ends: the session's
+    -- own finishes it, so that nothing of the step is left when this returns
+    sweep_in_session(box, math_max(deadline + 0.9, now() + 0.05))
+  end
   out.duration = now() - started
   if st == "exit" then
     if cmd ~= PROBE and _M.killed(out) then out.oom = _M.oom_killed(box) end

@@ -69,6 +69,8 @@ function _M.open(user)
 end
 
 function Lane:send(data, from) return self.fifo:send(data, from) end
+-- Asks PID 1 to kill the steps' processes (lockup.session): a word on `life`.
+function Lane:poke() return self.fifo:poke() end
 
 -- Reads both FIFOs; when it would block, remembers which still owe bytes
 -- this step (one whose sentinel came has no more to say).
