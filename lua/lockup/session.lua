@@ -91,13 +91,17 @@ local function guard_of(shell_pid)
     shell_pid, shell_pid)
 end
 
+-- How the tail drops aliases: `unalias -a`, quieted until the session knows
+-- that its shell has it (prepare; a shell without aliases has none to drop).
+local UNALIAS = { [true] = "\\unalias -a;", [false] = "", unknown = "\\unalias -a 2>/dev/null;" }
+
 -- The tail written out in the line (every shell; the only form until the
 -- session knows its shell): the code waits in $1 meanwhile (`set --` and
 -- `shift` leave "$@" as it was). Three pieces around the token.
-local function tail_of(shell_pid)
+local function tail_of(shell_pid, unalias)
   return ";\\set -- \"$?\" \"$@\";\\unset -f command;" .. (shell_pid and guard_of(shell_pid) or "")
     .. "\\command printf '\\001", " %d\\n' \"$1\";\\shift;\\command printf '\\001",
-    " 0\\n'>&2;\\unalias -a 2>/dev/null;\\exec 7>&1 8>&2\n"
+    " 0\\n'>&2;" .. UNALIAS[unalias] .. "\\exec 7>&1 8>&2\n"
 end
 
 -- The same tail as a shell function defined once per session (prepare),
@@ -107,27 +111,35 @@ end
 -- FIFO, so the line's length is most of a step's cost; dash and busybox sh
 -- read in blocks, have no read-only functions, and keep the tail in the line
 -- (a function there could be unset by a step, and the next step would hang).
--- Inside the function "$@" is the function's own.
+-- Inside the function "$@" is the function's own, and the guard asks bash's
+-- $BASHPID first (no stat; a step that unsets it gets the stat).
 local STEP_FN = "_lockup"
 
 local function definition(shell_pid)
   return "if [ -n \"${BASH_VERSION-}\" ]; then " .. STEP_FN .. "() { \\set -- \"$?\" \"$1\";\\unset -f command;"
-    .. guard_of(shell_pid) .. "\\command printf '\\001%s %d\\n' \"$2\" \"$1\";"
+    .. "case ${BASHPID-} in " .. shell_pid .. ") ;; *) " .. guard_of(shell_pid) .. "; esac;"
+    .. "\\command printf '\\001%s %d\\n' \"$2\" \"$1\";"
     .. "\\command printf '\\001%s 0\\n' \"$2\">&2;\\unalias -a;\\exec 7>&1 8>&2;}; readonly -f " .. STEP_FN
-    .. " && \\command printf %s " .. STEP_FN .. "; fi"
+    .. " && \\command printf '%s ' " .. STEP_FN .. "; fi; \\command unalias -a 2>/dev/null && \\command printf unalias"
 end
 
--- The tail pieces of the last shell pid seen are kept (a box's steps come
--- in runs: a hot path).
-local last_pid, t1, t2, t3 = -1, nil, nil, nil
+_M.definition = definition -- for bench/lanes.lua, which sends it to a shell on the host
+
+-- The tail pieces of the last shell seen are kept (a box's steps come in
+-- runs: a hot path).
+local last_pid, last_unalias, t1, t2, t3 = -1, nil, nil, nil, nil
 
 -- The line for `run`, one command with its redirections, in `box`'s shell
--- (box.shell_pid, box.step_fn). The first line a shell reads (its pid not
--- known yet) sets fds 7 and 8 first; every line sets them afresh at its end.
+-- (box.shell_pid, box.step_fn, box.unalias). The first line a shell reads
+-- (its pid not known yet) sets fds 7 and 8 first; every line sets them
+-- afresh at its end.
 local function line_for(run, token_hex, box)
   if box.step_fn then return run .. ";\\" .. STEP_FN .. " " .. token_hex .. "\n" end
-  local pid = box.shell_pid
-  if pid ~= last_pid then last_pid, t1, t2, t3 = pid, tail_of(pid) end
+  local pid, unalias = box.shell_pid, box.unalias
+  if unalias == nil then unalias = "unknown" end
+  if pid ~= last_pid or unalias ~= last_unalias then
+    last_pid, last_unalias, t1, t2, t3 = pid, unalias, tail_of(pid, unalias)
+  end
   return (pid and "" or "\\exec 7>&1 8>&2;") .. run .. t1 .. token_hex .. t2 .. token_hex .. t3
 end
 
@@ -181,12 +193,14 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
 
 -- The session's start, once its shell's pid is known: defines the tail
 -- function where the shell can make it read-only (see STEP_FN), and from
--- then on sends the short line. false when the box was lost meanwhile.
+-- then on sends the short line; learns whether the shell has `unalias`.
+-- false when the box was lost meanwhile.
 local function prepare(box, shell_pid)
   box.step_fn = false
   local r = _M.run(box, definition(shell_pid), { timeout = 10 })
   if not r then return false end
-  box.step_fn = r.ok and r.stdout == STEP_FN
+  box.step_fn = r.stdout:find(STEP_FN .. " ", 1, true) == 1
+  box.unalias = r.stdout:find("unalias", 1, true) ~= nil
   return true
 end
 
