@@ -8,14 +8,19 @@
 --   runs  round trips per row, in interleaved rounds   (default 3000)
 --   mib   MiB of stdout for the throughput rows         (default 100; 0 skips them)
 --
--- Round trip: box:run("true") on the fifo and the attach lane; the same
--- command line (lockup's own, sentinel and all) sent by build/probe, a C
--- program with no Lua, over a raw attach connection (to a container with the
--- same PID 1 as an attach box) and to a local `sh` over pipes (the floor: no
--- container, no relay). Throughput: box:run of `head -c`
--- on each lane, against `docker exec ... | wc -c` and a host pipe
--- (`head -c N /dev/zero | cat >/dev/null`), with this Lua process's CPU.
--- It prints the targets of issue 10 as ratios from this one run.
+-- Round trip: box:run("true") on a fifo box of busybox sh, dash and bash
+-- (busybox:local, debian-lua:local, bash:local), each against the same shell
+-- on the host over pipes, driven by build/probe, a C program with no Lua:
+-- the floor is the bare `true` there, followed by the article's sentinel
+-- (`true; echo "<token> $?"`, stdout only); a second baseline sends lockup's
+-- own command line (sentinels on both streams, guard and all). The attach
+-- lane on busybox, against lockup's line over a raw attach connection (to a
+-- container with the same PID 1 as an attach box). Columns: this Lua
+-- process's CPU per step, and the shell's (the box's session shell, from
+-- /proc/PID/schedstat on the host; the probe's shell likewise).
+-- Throughput: box:run of `dd` on each lane, against `docker exec ... | wc -c`
+-- and a host pipe, with this Lua process's CPU.
+-- It prints the targets of issues 10 and 19 as ratios from this one run.
 package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
@@ -61,72 +66,175 @@ local ratios = {}
 
 -- 1. Round trip -----------------------------------------------------------------
 
--- lockup's command line for `true`, as the probe sends it: the token is the
--- probe's to fill in, and the session shell's pid is the shell's own ($$).
-local function probe_template()
+-- The shells a round trip is measured on: a fifo box of each image against
+-- the same shell on the host over pipes (build/probe, no Lua). The floor is
+-- the bare `true` there, followed by the article's sentinel, `echo` of a
+-- token and $? on stdout (probe -1: stderr is not waited for): the least a
+-- caller can send to learn that a command ended. The second baseline is
+-- lockup's own command line for `true` to the same shell, sentinels on both
+-- streams, guard and all, with its once-per-session definition sent first
+-- (bash), so the difference from the box is the lane, the container and Lua.
+local SHELLS = {
+  { name = "busybox sh", image = IMAGE, argv = "/bin/busybox sh", bash = false },
+  { name = "dash", image = "debian-lua:local", argv = "dash", bash = false },
+  { name = "bash", image = "bash:local", argv = "bash", bash = true },
+}
+
+local function write_file(text)
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
-  f:write((session.command_line("true", "@TOKEN@", nil, 999999):gsub("999999", "$$$$")))
+  f:write(text)
   f:close()
   return path
 end
 
--- The probe's median for n round trips, in ms.
+-- lockup's command line for `true`, as the probe sends it: the token is the
+-- probe's to fill in, and the session shell's pid is the shell's own ($$).
+-- Returns the template's path and the preamble's (or nil).
+local FAKE_PID = 999999
+local function lockup_template(bash)
+  local shell = { shell_pid = FAKE_PID, step_fn = bash, unalias = true }
+  local line = session.command_line("true", "@TOKEN@", nil, shell):gsub(tostring(FAKE_PID), "$$")
+  return write_file(line), bash and write_file((session.definition(FAKE_PID):gsub(tostring(FAKE_PID), "$$")) .. "\n") or nil
+end
+local FLOOR = write_file('true; echo "\1@TOKEN@ $?"\n')
+
+-- The probe's median for n round trips, in ms, and (pipe mode) the shell's
+-- CPU seconds per round trip.
 local function probe(n, mode, template, ...)
   local out = must(table.concat({ PROBE, mode, tostring(n), template, ... }, " "))
-  return assert(tonumber(out:match("median_ms=([%d.]+)")), "probe said: " .. out)
+  local cpu_us = out:match("shell_cpu_us=([%d.]+)")
+  return assert(tonumber(out:match("median_ms=([%d.]+)")), "probe said: " .. out), cpu_us and tonumber(cpu_us) / 1e6
+end
+
+-- A box's session shell, as a host pid (its CPU time is in /proc/PID/schedstat):
+-- the process in the container's cgroup whose pid in the box is box.shell_pid.
+local function host_pid(box)
+  for _, dir in ipairs { "/sys/fs/cgroup/cpuacct/docker/", "/sys/fs/cgroup/system.slice/docker-" } do
+    local f = io.open(dir .. box.id .. (dir:find("slice") and ".scope" or "") .. "/cgroup.procs")
+    if f then
+      for pid in f:lines() do
+        local st = io.open("/proc/" .. pid .. "/status")
+        local text = st and st:read("a") or ""
+        if st then st:close() end
+        if tonumber((text:match("NSpid:[^\n]-(%d+)%s*\n"))) == box.shell_pid then
+          f:close()
+          return pid
+        end
+      end
+      f:close()
+    end
+  end
+end
+
+-- CPU seconds a process has run (nil when unknown).
+local function cpu_of(pid)
+  local f = pid and io.open("/proc/" .. pid .. "/schedstat")
+  if not f then return nil end
+  local ns = tonumber(f:read("l"):match("^%d+"))
+  f:close()
+  return ns / 1e9
+end
+
+local function available(s)
+  local _, has_image = sh("docker image inspect " .. s.image .. " >/dev/null")
+  local _, has_shell = sh("command -v " .. s.argv:match("^%S+"))
+  return has_image and has_shell
 end
 
 local function round_trip()
-  local template = probe_template()
-  local fifo_box <close> = assert(docker:start { image = IMAGE, lane = "fifo" })
-  local attach_box <close> = assert(docker:start { image = IMAGE, lane = "attach" })
-  -- The raw probe's container: the same image, limits and PID 1 (the
-  -- lifeline, which relays stdin to the session shell) an attach box has.
-  local lifeline = session.lifeline("attach"):gsub("'", "'\\''")
-  local raw = must(fmt("docker run -d -i --rm --network none --read-only --cap-drop ALL "
-    .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none --entrypoint /bin/sh %s -c '%s' /bin/sh",
-    IMAGE, lifeline)):match("%x+")
-  local rows = { fifo = {}, attach = {}, raw = {}, pipe = {} }
-  local cpu = { fifo = 0, attach = 0 }
+  local shells = {}
+  for i, s in ipairs(SHELLS) do
+    if i == 1 or available(s) then shells[#shells + 1] = s -- busybox is the bench's own image
+    else print(fmt("(no %s rows: needs the image %s and %s on the host; scripts/setup.sh builds the images)",
+      s.name, s.image, s.argv)) end
+  end
+  local boxes, cleanup = {}, {}
+  local rows, cpu, shell_cpu = {}, {}, {}
+  local function add(key, v) rows[key] = rows[key] or {}; rows[key][#rows[key] + 1] = v end
+  local function add_cpu(t, key, v) if v then t[key] = (t[key] or 0) + v end end
   local per = RUNS // ROUNDS
   local ok, err = pcall(function()
-    for _, b in ipairs { fifo_box, attach_box } do
-      for _ = 1, 100 do check("warm-up", b:run("true")) end
+    for _, s in ipairs(shells) do
+      s.template, s.preamble = lockup_template(s.bash)
+      cleanup[#cleanup + 1] = s.template
+      cleanup[#cleanup + 1] = s.preamble
+      boxes[#boxes + 1] = { key = s.name .. " fifo", box = assert(docker:start { image = s.image, lane = "fifo" }) }
+    end
+    -- The attach lane, and the raw probe's container: the same image, limits
+    -- and PID 1 (the lifeline, which relays stdin to the session shell) an
+    -- attach box has. busybox only.
+    boxes[#boxes + 1] = { key = "attach", box = assert(docker:start { image = IMAGE, lane = "attach" }) }
+    local lifeline = session.lifeline("attach"):gsub("'", "'\\''")
+    local raw = must(fmt("docker run -d -i --rm --network none --read-only --cap-drop ALL "
+      .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none --entrypoint /bin/sh %s -c '%s' /bin/sh",
+      IMAGE, lifeline)):match("%x+")
+    cleanup.raw = raw
+    for _, b in ipairs(boxes) do
+      b.pid = host_pid(b.box)
+      for _ = 1, 100 do check("warm-up", b.box:run("true")) end
     end
     for _ = 1, ROUNDS do
-      for name, b in pairs { fifo = fifo_box, attach = attach_box } do
-        local c0 = clock()
+      for _, b in ipairs(boxes) do
+        local c0, s0 = clock(), cpu_of(b.pid)
         for _ = 1, per do
           local t0 = now()
-          check("box:run", b:run("true"))
-          rows[name][#rows[name] + 1] = now() - t0
+          check("box:run", b.box:run("true"))
+          add(b.key, now() - t0)
         end
-        cpu[name] = cpu[name] + clock() - c0
+        add_cpu(cpu, b.key, clock() - c0)
+        local s1 = cpu_of(b.pid)
+        add_cpu(shell_cpu, b.key, s0 and s1 and s1 - s0)
       end
-      rows.raw[#rows.raw + 1] = probe(per, "attach", template, raw) / 1000
-      rows.pipe[#rows.pipe + 1] = probe(per, "pipe", template, "/bin/busybox", "sh") / 1000
+      add("raw", probe(per, "attach", shells[1].template, raw) / 1000)
+      for _, s in ipairs(shells) do
+        local m, c = probe(per, "-1 pipe", FLOOR, s.argv)
+        add(s.name .. " floor", m / 1000)
+        add_cpu(shell_cpu, s.name .. " floor", c and c * per)
+        m, c = probe(per, s.preamble and ("-p " .. s.preamble .. " pipe") or "pipe", s.template, s.argv)
+        add(s.name .. " line", m / 1000)
+        add_cpu(shell_cpu, s.name .. " line", c and c * per)
+      end
     end
   end)
-  sh("docker rm -f " .. raw)
-  os.remove(template)
+  for _, b in ipairs(boxes) do b.box:stop() end
+  if cleanup.raw then sh("docker rm -f " .. cleanup.raw) end
+  for _, path in ipairs(cleanup) do os.remove(path) end
   if not ok then error(err, 0) end
-  local m = { fifo = median(rows.fifo), attach = median(rows.attach), raw = median(rows.raw), pipe = median(rows.pipe) }
-  local function ms(s) return fmt("%.4f", s * 1000) end
-  print(fmt("round trip of one step, `true` (lockup's command line, sentinel and all); %d rounds; ms", ROUNDS))
-  print_table {
-    { "how", "n", "median", "cpu/op", "vs local sh over pipes" },
-    { 'box:run("true"), fifo lane', tostring(#rows.fifo), ms(m.fifo), ms(cpu.fifo / #rows.fifo),
-      fmt("%.2fx", m.fifo / m.pipe) },
-    { 'box:run("true"), attach lane', tostring(#rows.attach), ms(m.attach), ms(cpu.attach / #rows.attach),
-      fmt("%.2fx (%.2fx the raw attach probe)", m.attach / m.pipe, m.attach / m.raw) },
-    { "raw attach probe (build/probe, no Lua)", tostring(per * ROUNDS), ms(m.raw), "-", fmt("%.2fx", m.raw / m.pipe) },
-    { "local sh over pipes (build/probe)", tostring(per * ROUNDS), ms(m.pipe), "-", "1x (the floor)" },
-  }
-  print("  (probe rows: the median of each round's median)")
+  local m = {}
+  for key, samples in pairs(rows) do m[key] = median(samples) end
+  local function ms(s) return s and fmt("%.4f", s * 1000) or "-" end
+  local function per_op(t, key) return t[key] and ms(t[key] / (per * ROUNDS)) end
+  print(fmt("round trip of one step, `true`; %d rounds; ms", ROUNDS))
+  local t = { { "how", "n", "median", "Lua cpu/op", "shell cpu/op", "vs the floor (bare true, same shell)" } }
+  for _, s in ipairs(shells) do
+    local key = s.name
+    t[#t + 1] = { fmt('box:run("true"), fifo lane, %s (%s)', key, s.image), tostring(#rows[key .. " fifo"]),
+      ms(m[key .. " fifo"]), per_op(cpu, key .. " fifo"), per_op(shell_cpu, key .. " fifo") or "-",
+      fmt("%.2fx (%.2fx lockup's line over pipes)", m[key .. " fifo"] / m[key .. " floor"],
+        m[key .. " fifo"] / m[key .. " line"]) }
+    t[#t + 1] = { fmt("local %s over pipes, lockup's command line", s.argv), tostring(per * ROUNDS),
+      ms(m[key .. " line"]), "-", per_op(shell_cpu, key .. " line") or "-",
+      fmt("%.2fx", m[key .. " line"] / m[key .. " floor"]) }
+    t[#t + 1] = { fmt("local %s over pipes, bare `true` (the floor)", s.argv), tostring(per * ROUNDS),
+      ms(m[key .. " floor"]), "-", per_op(shell_cpu, key .. " floor") or "-", "1x" }
+    ratios[#ratios + 1] = { fmt("fifo step / floor, %s (issue 19)", key), m[key .. " fifo"] / m[key .. " floor"],
+      "<=", s.name ~= "dash" and 2 or nil }
+  end
+  local floor1 = shells[1].name .. " floor"
+  t[#t + 1] = { fmt('box:run("true"), attach lane, %s', IMAGE), tostring(#rows.attach), ms(m.attach),
+    per_op(cpu, "attach"), per_op(shell_cpu, "attach") or "-",
+    fmt("%.2fx (%.2fx the raw attach probe)", m.attach / m[floor1], m.attach / m.raw) }
+  t[#t + 1] = { "raw attach probe (build/probe, no Lua), lockup's line", tostring(per * ROUNDS), ms(m.raw), "-", "-",
+    fmt("%.2fx", m.raw / m[floor1]) }
+  print_table(t)
+  print("  (probe rows: the median of each round's median; shell cpu: the session shell's in the box, or the")
+  print("   host shell's from wait4 with its start-up and 100 warm-ups spread over the round trips)")
   print()
-  ratios[#ratios + 1] = { "fifo round trip / local pipe", m.fifo / m.pipe, "<=", 1.5 }
-  ratios[#ratios + 1] = { "attach round trip / raw attach probe", m.attach / m.raw, "<=", 1.2 }
+  local line1 = shells[1].name
+  ratios[#ratios + 1] = { "fifo step / lockup's line over local pipes, " .. line1 .. " (issue 10)",
+    m[line1 .. " fifo"] / m[line1 .. " line"], "<=", 1.5 }
+  ratios[#ratios + 1] = { "attach round trip / raw attach probe (issue 10)", m.attach / m.raw, "<=", 1.2 }
 end
 
 -- 2. Throughput -------------------------------------------------------------------
@@ -210,11 +318,11 @@ local ok, err = pcall(function()
   throughput()
 end)
 if ok then
-  print("targets (issue 10), from this run")
+  print("targets (issues 10 and 19), from this run")
   local t = { { "ratio", "value", "target", "met" } }
   for _, r in ipairs(ratios) do
-    local met = (r[3] == "<=" and r[2] <= r[4]) or (r[3] == ">=" and r[2] >= r[4])
-    t[#t + 1] = { r[1], fmt("%.2f", r[2]), r[3] .. " " .. r[4], met and "yes" or "NO" }
+    local met = r[4] and ((r[3] == "<=" and r[2] <= r[4]) or (r[3] == ">=" and r[2] >= r[4]))
+    t[#t + 1] = { r[1], fmt("%.2f", r[2]), r[4] and (r[3] .. " " .. r[4]) or "-", r[4] and (met and "yes" or "NO") or "-" }
   end
   print_table(t)
   print()

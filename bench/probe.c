@@ -3,13 +3,20 @@
  * Build: make build/probe (make bench builds it), or by hand:
  *   cc -O2 -Wall -Wextra -Wshadow -std=c99 -D_GNU_SOURCE -o build/probe bench/probe.c
  * Usage:
- *   probe pipe   N TEMPLATE_FILE [SHELL...]            host shell over 3 pipes
- *   probe attach N TEMPLATE_FILE CONTAINER_ID [SOCKET]  Docker attach stream
- *   probe fifo   N TEMPLATE_FILE DIR                    DIR/{in,out,err} FIFOs
+ *   probe [-1] [-p PREAMBLE] pipe   N TEMPLATE_FILE [SHELL...]            host shell over 3 pipes
+ *   probe [-1] [-p PREAMBLE] attach N TEMPLATE_FILE CONTAINER_ID [SOCKET]  Docker attach stream
+ *   probe [-1] [-p PREAMBLE] fifo   N TEMPLATE_FILE DIR                    DIR/{in,out,err} FIFOs
  * Each iteration replaces every @TOKEN@ in the template with a fresh random
  * token, writes the text to the shell's stdin and waits until stdout and stderr
- * have both shown "\001<token> <1-10 digits>\n". After 100 untimed warm-ups it
- * prints one line: median_ms=... p10_ms=... p90_ms=... n=N */
+ * have both shown "\001<token> <1-10 digits>\n" (with -1, stdout only: the
+ * article's protocol, `cmd; echo <token> $?`, which knows nothing of stderr).
+ * With -p, the text of PREAMBLE (shell definitions the template uses) is sent
+ * once, before the first warm-up's command.
+ * After 100 untimed warm-ups it prints one line:
+ *   median_ms=... p10_ms=... p90_ms=... n=N [shell_cpu_us=...]
+ * shell_cpu_us (pipe only): the shell's CPU time per timed round trip (from
+ * /proc/PID/schedstat after the warm-ups and at the end): the shell's own
+ * work, whatever the wakeups cost the clock. */
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +85,7 @@ static void demux_feed(demux *d, const char *p, size_t n, matcher m[2]) {
 
 /* The shell's stdin is wfd. For attach, rfd[0] is the same socket, carrying
  * both streams muxed; otherwise rfd[0] is its stdout and rfd[1] its stderr. */
-static struct { int wfd, rfd[2], nr, muxed, fifo, seen[2]; demux dm; } lane;
+static struct { int wfd, rfd[2], nr, muxed, fifo, seen[2], one; demux dm; } lane;
 
 /* Blocking: a template is small, so it fits in the pipe or socket buffer even
  * while the shell's output waits for us to read it. */
@@ -93,7 +100,7 @@ static void write_all(int fd, const char *p, size_t n) {
 
 static double round_trip(const char *cmd, size_t len) {
     static const char *names[2] = {"stdout", "stderr"};
-    matcher m[2] = {{0, 0, 0}, {0, 0, 0}};
+    matcher m[2] = {{0, 0, 0}, {0, 0, lane.one}}; /* -1: stderr owes nothing */
     char buf[65536];
     double t0 = now_ms();
     write_all(lane.wfd, cmd, len);
@@ -194,6 +201,17 @@ static void open_fifo(const char *dir) {
     lane.nr = 2, lane.fifo = 1;
 }
 
+/* The CPU time a process has run, in ns (the first field of schedstat), or -1. */
+static double cpu_ns(pid_t pid) {
+    char path[64];
+    double ns = -1;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f && fscanf(f, "%lf", &ns) != 1) ns = -1;
+    if (f) fclose(f);
+    return ns;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -206,8 +224,21 @@ static double percentile(const double *s, long n, double q) { /* interpolated, a
 }
 
 int main(int argc, char **argv) {
-    const char *use = "usage: probe pipe N TEMPLATE [SHELL...] | attach N TEMPLATE ID [SOCKET]"
-                      " | fifo N TEMPLATE DIR";
+    const char *use = "usage: probe [-1] [-p PREAMBLE] pipe N TEMPLATE [SHELL...]"
+                      " | ... attach N TEMPLATE ID [SOCKET] | ... fifo N TEMPLATE DIR";
+    static char pre[65536];
+    size_t plen0 = 0;
+    for (;;) {
+        if (argc > 1 && !strcmp(argv[1], "-1")) lane.one = 1, argc--, argv++;
+        else if (argc > 2 && !strcmp(argv[1], "-p")) {
+            FILE *pf = fopen(argv[2], "rb");
+            if (!pf) err(1, "open %s", argv[2]);
+            plen0 = fread(pre, 1, sizeof pre, pf);
+            if (ferror(pf) || !feof(pf)) errx(1, "read %s: error, or %zu bytes or more", argv[2], sizeof pre);
+            fclose(pf);
+            argc -= 2, argv += 2;
+        } else break;
+    }
     if (argc < 4) errx(1, "%s", use);
     char *e;
     long n = strtol(argv[2], &e, 10);
@@ -222,7 +253,7 @@ int main(int argc, char **argv) {
     for (char *q = tpl; (q = memmem(q, tlen - (size_t)(q - tpl), PLACEHOLDER, plen)); q += plen)
         holes++;
     if (!holes) errx(1, "template %s has no %s", argv[3], PLACEHOLDER);
-    char *cmd = malloc(tlen + holes * TOKEN_LEN);
+    char *cmd = malloc(plen0 + tlen + holes * TOKEN_LEN);
     double *ms = malloc((size_t)n * sizeof *ms);
     if (!cmd || !ms) errx(1, "out of memory");
 
@@ -235,11 +266,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fifo") && argc == 5) open_fifo(argv[4]);
     else errx(1, "%s", use);
 
+    double cpu0 = -1;
     for (long i = 0; i < WARMUP + n; i++) {
+        if (i == WARMUP && pid > 0) cpu0 = cpu_ns(pid);
         unsigned char raw[TOKEN_LEN / 2]; /* outside the timing: not part of a round trip */
         if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) err(1, "getrandom");
         for (int j = 0; j < TOKEN_LEN / 2; j++) sprintf(token + 2 * j, "%02x", raw[j]);
         size_t len = 0;
+        if (i == 0) memcpy(cmd, pre, plen0), len = plen0;
         for (const char *q = tpl, *end = tpl + tlen, *h;; q = h + plen) {
             if (!(h = memmem(q, (size_t)(end - q), PLACEHOLDER, plen))) h = end;
             memcpy(cmd + len, q, (size_t)(h - q)), len += (size_t)(h - q);
@@ -250,12 +284,15 @@ int main(int argc, char **argv) {
         if (i >= WARMUP) ms[i - WARMUP] = t;
     }
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
-    printf("median_ms=%.4f p10_ms=%.4f p90_ms=%.4f n=%ld\n", percentile(ms, n, 0.5),
+    printf("median_ms=%.4f p10_ms=%.4f p90_ms=%.4f n=%ld", percentile(ms, n, 0.5),
            percentile(ms, n, 0.1), percentile(ms, n, 0.9), n);
     if (pid > 0) { /* EOF on its stdin ends the shell; reap it */
+        double cpu1 = cpu_ns(pid);
+        if (cpu0 >= 0 && cpu1 >= cpu0) printf(" shell_cpu_us=%.2f", (cpu1 - cpu0) / 1e3 / (double)n);
         close(lane.wfd), close(lane.rfd[0]), close(lane.rfd[1]);
         waitpid(pid, NULL, 0);
     }
+    printf("\n");
     free(cmd), free(ms);
     return 0;
 }

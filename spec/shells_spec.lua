@@ -77,6 +77,46 @@ for _, shell in ipairs(SHELLS) do
       assert(box:run("unset -f printf; unalias -a")) -- a step's own functions stay, for its own steps
     end)
 
+    it("keeps a step's \"$@\", and starts each step with $? at 0", function()
+      assert(box:run("set -- a 'b c' d; shift"))
+      local r = assert(box:run('echo "$?"; printf "[%s]" "$@"; false'))
+      assert.equal("0\n[b c][d]", r.stdout)
+      assert.equal(1, r.code)
+      r = assert(box:run('echo "$?" "$#"; set --'))
+      assert.equal("0 2\n", r.stdout)
+    end)
+
+    it("goes on after a step closes or moves fds 7 and 8, or sets -u", function()
+      assert(box:run("exec 7>&- 8>/dev/null"))
+      local r = assert(box:run("echo out; echo err >&2; (exit 5)"))
+      assert.equal(5, r.code)
+      assert.equal("out\n", r.stdout)
+      assert.equal("err\n", r.stderr)
+      assert(box:run("set -u"))
+      r = assert(box:run("set --; echo still"))
+      assert.equal("still\n", r.stdout)
+      assert(box:run("set +u"))
+    end)
+
+    -- On bash the tail is a read-only function (lua/lockup/session.lua,
+    -- STEP_FN): a step cannot unset or redefine it, and it says so; on the
+    -- other shells the tail is in each line, and there is nothing to remove.
+    it("keeps the protocol when a step removes every function it can, or aliases the tail", function()
+      assert(box:run("f() { :; }; command() { echo forged; }"))
+      local r = assert(box:run("unset -f _lockup f command; _lockup() { echo forged; }; "
+        .. "alias _lockup='echo forged'; echo done"))
+      assert.equal("done\n", r.stdout)
+      if shell.name == "bash" then
+        assert.matches("_lockup: readonly function", r.stderr, 1, true)
+        assert(box:run("for f in $(compgen -A function); do unset -f \"$f\"; done"))
+      end
+      r = assert(box:run("echo real; (exit 6)", { timeout = 20 }))
+      assert.equal(6, r.code)
+      assert.equal("real\n", r.stdout)
+      assert.equal("", r.stderr)
+      assert(box:run("unset -f _lockup; unalias -a"))
+    end)
+
     it("reports exit codes with any IFS", function()
       assert(box:run("IFS=0123456789"))
       for _, code in ipairs { 0, 1, 10, 100, 255 } do

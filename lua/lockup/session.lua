@@ -94,51 +94,104 @@ local function printf_literal(s)
   return "'" .. text .. "'"
 end
 
--- The text that runs `body` (shell text) in the session shell. Fds 7 and 8
--- are set afresh from the shell's own stdout and stderr (a step may have
--- changed them); the braces run it in the shell itself, so cd, variables and
--- functions persist; the redirections on the group give it the shell's
--- stdout/stderr afresh and restore them after (a step may close its own).
--- Then the tail prints the sentinel with the exit code, which waits in $1
--- meanwhile (`set --` and `shift` leave "$@" as it was).
--- The protocol's own words are written so that a step cannot redefine them
--- by accident or on purpose with what it can leave behind: a backslash keeps
--- aliases away, `command` bypasses functions, special builtins cannot be
--- functions (POSIX; bash in its own mode is the exception), the tail drops
--- a function named `command` and all aliases before the next line is read,
--- and "$?" is quoted against a step's IFS. What code in the box can still do
--- to later steps is in README.md ("What the sentinel promises").
+-- A step is one line to the session shell: the step's own command, with
+-- redirections that give it /dev/null (or its stdin file) and the shell's
+-- stdout and stderr through fds 7 and 8, copies of them, and restore the
+-- shell's own after it (a step may close or redirect its own); then a tail
+-- that prints the sentinel with the exit code on stdout and a second one on
+-- stderr, and sets fds 7 and 8 afresh for the next step (a step may close
+-- or move them). Nothing runs in a subshell, so cd, variables, functions and
+-- "$@" persist from step to step; `command eval` keeps a syntax error in a
+-- step from ending the shell; "$?" is 0 when a step starts.
+-- The protocol's own words are written so that what a step leaves behind
+-- cannot break them by accident: a backslash keeps aliases away, `command`
+-- bypasses functions, special builtins cannot be functions (POSIX; bash in
+-- its own mode is the exception), the tail drops a function named `command`
+-- and all aliases before the next line is read, and every expansion is
+-- quoted against a step's IFS. What code in the box can still do to later
+-- steps is in README.md ("What the sentinel promises").
 -- Once the session shell's pid is known, only that process goes on to print
--- the sentinel: a forked copy of the shell whose `eval` failed (a background
--- job with a syntax error, a fork bomb's "can't fork") returns from it into
--- the rest of this line, and would print it, then read later steps.
-local function tail_of(shell_pid)
-  local guard = shell_pid and string_format(
-    "\\command [ -d /proc/%d ] && ! \\command [ /proc/self -ef /proc/%d ] && \\exit; ", shell_pid, shell_pid) or ""
-  return "\\set -- \"$?\" \"$@\"; \\unset -f command; \\unalias -a 2>/dev/null; " .. guard
-    .. "\\command printf '\\001", " %d\\n' \"$1\"; \\shift; \\command printf '\\001", " 0\\n' >&2\n"
+-- the sentinel (the guard): a forked copy of the shell whose `eval` failed (a
+-- background job with a syntax error, a fork bomb's "can't fork") returns
+-- from it into the rest of the line, and would print it, then read later
+-- steps. /proc/self/task/PID exists in the shell itself only (one stat); a
+-- copy that finds it missing while /proc/PID is there exits. Without /proc
+-- there is no guard.
+local function guard_of(shell_pid)
+  return string_format("\\command [ -d /proc/self/task/%d ]||{ \\command [ -d /proc/%d ]&&\\exit;};",
+    shell_pid, shell_pid)
 end
 
--- The sentinel part of a command line is three pieces around the token; the
--- last shell pid's are kept (a box's steps come in runs: a hot path).
-local last_pid, t1, t2, t3 = -1, nil, nil, nil
+-- How the tail drops aliases: `unalias -a`, quieted until the session knows
+-- that its shell has it (prepare; a shell without aliases has none to drop).
+local UNALIAS = { [true] = "\\unalias -a;", [false] = "", unknown = "\\unalias -a 2>/dev/null;" }
 
-local function step_line(body, input, token_hex, shell_pid)
-  if shell_pid ~= last_pid then last_pid, t1, t2, t3 = shell_pid, tail_of(shell_pid) end
-  return "\\exec 7>&1 8>&2; { " .. body .. "; } <" .. input .. " >&7 2>&8; " .. t1 .. token_hex .. t2 .. token_hex .. t3
+-- The tail written out in the line (every shell; the only form until the
+-- session knows its shell): the code waits in $1 meanwhile (`set --` and
+-- `shift` leave "$@" as it was). Three pieces around the token.
+local function tail_of(shell_pid, unalias)
+  return ";\\set -- \"$?\" \"$@\";\\unset -f command;" .. (shell_pid and guard_of(shell_pid) or "")
+    .. "\\command printf '\\001", " %d\\n' \"$1\";\\shift;\\command printf '\\001",
+    " 0\\n'>&2;" .. UNALIAS[unalias] .. "\\exec 7>&1 8>&2\n"
 end
 
--- The line that runs `cmd` (`command eval` keeps a syntax error in it from
--- ending the shell). Its stdin is /dev/null, or the file `source` holding
--- opts.stdin (written by stdin_writer in a step before: stdin never travels
--- raw on the shell's input, where the shell would read it as commands),
--- unlinked once open.
-function _M.command_line(cmd, token_hex, source, shell_pid)
+-- The same tail as a shell function defined once per session (prepare),
+-- where the shell can make it read-only: then a step cannot redefine or
+-- unset it, and the line carries only the step and the token. That is bash
+-- (`readonly -f`), which reads its input one byte per read(2) from a pipe or
+-- FIFO, so the line's length is most of a step's cost; dash and busybox sh
+-- read in blocks, have no read-only functions, and keep the tail in the line
+-- (a function there could be unset by a step, and the next step would hang).
+-- Inside the function "$@" is the function's own, and the guard asks bash's
+-- $BASHPID first (no stat; a step that unsets it gets the stat).
+local STEP_FN = "_lockup"
+
+local function definition(shell_pid)
+  return "if [ -n \"${BASH_VERSION-}\" ]; then " .. STEP_FN .. "() { \\set -- \"$?\" \"$1\";\\unset -f command;"
+    .. "case ${BASHPID-} in " .. shell_pid .. ") ;; *) " .. guard_of(shell_pid) .. "; esac;"
+    .. "\\command printf '\\001%s %d\\n' \"$2\" \"$1\";"
+    .. "\\command printf '\\001%s 0\\n' \"$2\">&2;\\unalias -a;\\exec 7>&1 8>&2;}; readonly -f " .. STEP_FN
+    .. " && \\command printf '%s ' " .. STEP_FN .. "; fi; \\command unalias -a 2>/dev/null && \\command printf unalias"
+end
+
+_M.definition = definition -- for bench/lanes.lua, which sends it to a shell on the host
+
+-- The tail pieces of the last shell seen are kept (a box's steps come in
+-- runs: a hot path).
+local last_pid, last_unalias, t1, t2, t3 = -1, nil, nil, nil, nil
+
+-- The line for `run`, one command with its redirections, in `box`'s shell
+-- (box.shell_pid, box.step_fn, box.unalias). The first line a shell reads
+-- (its pid not known yet) sets fds 7 and 8 first; every line sets them
+-- afresh at its end.
+local function line_for(run, token_hex, box)
+  if box.step_fn then return run .. ";\\" .. STEP_FN .. " " .. token_hex .. "\n" end
+  local pid, unalias = box.shell_pid, box.unalias
+  if unalias == nil then unalias = "unknown" end
+  if pid ~= last_pid or unalias ~= last_unalias then
+    last_pid, last_unalias, t1, t2, t3 = pid, unalias, tail_of(pid, unalias)
+  end
+  return (pid and "" or "\\exec 7>&1 8>&2;") .. run .. t1 .. token_hex .. t2 .. token_hex .. t3
+end
+
+-- The line that runs `body`, any shell text, with stdin from `input`, as a
+-- step in `box`'s session shell (the braces keep it in the shell itself).
+local function step_line(body, input, token_hex, box)
+  return line_for("{ " .. body .. "; }<" .. input .. " >&7 2>&8", token_hex, box)
+end
+_M.step_line = step_line
+
+-- The line that runs `cmd` in `box`'s session shell (box.shell_pid,
+-- box.step_fn: a table of those is enough). Its stdin is /dev/null, or the
+-- file `source` holding opts.stdin (written by stdin_writer in a step before:
+-- stdin never travels raw on the shell's input, where the shell would read
+-- it as commands), unlinked once open.
+function _M.command_line(cmd, token_hex, source, box)
   if not source then
-    return step_line("\\command eval " .. shell_quote(cmd), "/dev/null", token_hex, shell_pid)
+    return line_for("\\command eval " .. shell_quote(cmd) .. "</dev/null >&7 2>&8", token_hex, box)
   end
   return step_line("\\command rm -f " .. source .. " 2>/dev/null; \\command eval " .. shell_quote(cmd),
-    source, token_hex, shell_pid)
+    source, token_hex, box)
 end
 
 -- The shell text that writes `data` into the file `source`: printf lines of
@@ -169,12 +222,27 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
   .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
 
+-- The session's start, once its shell's pid is known: defines the tail
+-- function where the shell can make it read-only (see STEP_FN), and from
+-- then on sends the short line; learns whether the shell has `unalias`.
+-- false when the box was lost meanwhile.
+local function prepare(box, shell_pid)
+  box.step_fn = false
+  local r = _M.run(box, definition(shell_pid), { timeout = 10 })
+  if not r then return false end
+  box.step_fn = r.stdout:find(STEP_FN .. " ", 1, true) == 1
+  box.unalias = r.stdout:find("unalias", 1, true) ~= nil
+  return true
+end
+
 -- Returns the OOM kill count, the session shell's pid and the list of pids
--- (see PROBE), or nil. The box's lock is held.
+-- (see PROBE), or nil. The box's lock is held. At the box's start, this is
+-- where the session is prepared (see prepare).
 function _M.probe(box)
   local r = _M.run(box, PROBE, { timeout = 10 })
   if not r then return nil end
   local ooms, pid, pids = r.stdout:match("^(%d+) (%d+)( [%d ]+)\n$")
+  if pid and box.step_fn == nil and not prepare(box, tonumber(pid)) then return nil end
   return tonumber(ooms), tonumber(pid), pids
 end
 
@@ -209,13 +277,16 @@ end
 
 local step_run -- below
 
+-- The line of a step of lockup's own shell text (no stdin).
+local function writer_line(writer, token_hex, _, box)
+  return step_line(writer, "/dev/null", token_hex, box)
+end
+
 -- The sweep as a step in the session shell (the box's lock held, no step in
 -- it), done by `until_`: true, or nil, err; a session left out of step is shut.
 local function sweep_in_session(box, until_)
   local out = {}
-  local st, err = step_run(box, function(token_hex)
-    return step_line(sweep_text(box), "/dev/null", token_hex, box.shell_pid)
-  end, {}, until_, out)
+  local st, err = step_run(box, writer_line, sweep_text(box), nil, {}, until_, out)
   if st == "exit" then return true end
   box:shut("the box was stopped: its session did not answer a kill of the steps' processes ("
     .. tostring(err or st) .. ")")
@@ -324,13 +395,14 @@ local function ended(box, out, deadline)
   return result.new(out)
 end
 
--- Sends one step's line and follows it to its end: the status ("exit",
--- "timeout", "eof") or nil, err; fills `out`.
-function step_run(box, line_of, opts, deadline, out, overrun)
+-- Sends one step's line, line_of(text, token, source, box), and follows it
+-- to its end: the status ("exit", "timeout", "eof") or nil, err; fills `out`.
+-- `overrun`: what step.follow does past the deadline or a cap.
+function step_run(box, line_of, text, source, opts, deadline, out, overrun)
   local token_hex = core.random_hex(16)
   local lane, stream = box.lane, box.stream
   step.arm(box, stream, "\1" .. token_hex, opts)
-  local st, err = step.send(lane, stream, line_of(token_hex), opts, deadline)
+  local st, err = step.send(lane, stream, line_of(text, token_hex, source, box), opts, deadline)
   if st == true then
     st, err = step.follow(lane, stream, opts, deadline, out, overrun)
   elseif st == "timeout" then
@@ -346,9 +418,7 @@ end
 local function write_stdin(box, data, deadline, out)
   local source = string_format('"${TMPDIR:-/tmp}/.lockup-stdin-%s"', core.random_hex(8))
   local writer = stdin_writer(data, source)
-  local st, err = step_run(box, function(token_hex)
-    return step_line(writer, "/dev/null", token_hex, box.shell_pid)
-  end, {}, deadline, out, busy_overrun(box))
+  local st, err = step_run(box, writer_line, writer, nil, {}, deadline, out, busy_overrun(box))
   if st ~= "exit" or out.code == 0 then return st == "exit" and source or nil, st, err end
   return nil, "refused", string_format("could not write the step's stdin (%d bytes) into the box, in %s: %s "
     .. "(it goes to a file there first; is that disk full? start{ disk = ... })", #data,
@@ -366,9 +436,7 @@ function _M.run(box, cmd, opts)
     if source then out = {} end
   end
   if source or not opts.stdin then
-    st, err = step_run(box, function(token_hex)
-      return _M.command_line(cmd, token_hex, source, box.shell_pid)
-    end, opts, deadline, out, busy_overrun(box))
+    st, err = step_run(box, _M.command_line, cmd, source, opts, deadline, out, busy_overrun(box))
   end
   if st == "exit" and (out.timed_out or out.truncated) and box.lane.poke then
     -- PID 1's sweep may still be going when the step ends: the session's
