@@ -168,6 +168,61 @@ describe("the Docker daemon killed (SIGKILL) under a warm pool", function()
   end)
 end)
 
+-- Issue 19: a daemon that stops answering (SIGSTOP) holds no call past its
+-- timeout plus 1 s, and once it has been seen silent, a later call that needs
+-- it says so at once; the fifo lane's steps do not need it at all.
+describe("the Docker daemon stopped (SIGSTOP) under a box", function()
+  it("bounds every call by its timeout, fails later calls at once, and works again once it is back", function()
+    local undo = helper.undo(finally)
+    undo(ensure_daemon)
+    local d = assert(lockup.connect())
+    local box = assert(d:start { image = helper.IMAGE })
+    local fifo = box.lane_name == "fifo"
+    local pid = dockerd_pid()
+    helper.sh("kill -STOP " .. pid)
+    undo(function() helper.sh("kill -CONT " .. pid) end) -- runs before ensure_daemon (last first)
+
+    local t0 = now()
+    local r, err = box:exec({ "true" }, { timeout = 3 })
+    local took = now() - t0
+    assert.is_nil(r)
+    assert.matches("timed out after 3s waiting for the Docker daemon", err)
+    assert.is_true(took < 4, "box:exec took " .. took .. " s (timeout 3 s)")
+    -- seen silent: the next call that needs the daemon says so at once
+    t0 = now()
+    r, err = box:exec({ "true" }, { timeout = 3 })
+    assert.is_nil(r)
+    assert.matches("has not answered since", err)
+    assert.is_true(now() - t0 < 1, "the second box:exec took " .. (now() - t0) .. " s")
+    t0 = now()
+    local again, serr = d:start { image = helper.IMAGE }
+    assert.is_nil(again)
+    assert.matches("has not answered since", serr)
+    assert.is_true(now() - t0 < 1, "docker:start took " .. (now() - t0) .. " s")
+    -- a step: on the fifo lane no byte goes through dockerd; on the attach
+    -- lane its output stalls in dockerd, and the step times out
+    t0 = now()
+    r, err = box:run("echo ok", { timeout = 3 })
+    took = now() - t0
+    assert.is_true(took < 4, "box:run took " .. took .. " s (timeout 3 s)")
+    if fifo then
+      assert.equal("ok\n", assert(r, err).stdout)
+    else
+      assert.is_true(r == nil or r.status == "timeout", tostring(r or err))
+    end
+
+    helper.sh("kill -CONT " .. pid)
+    assert.is_truthy(helper.eventually(daemon_up, 10))
+    -- back: the same client works again (a ping clears the silence)
+    if fifo then
+      r, err = box:exec({ "echo", "back" }, { timeout = 10 })
+      assert.equal("back\n", assert(r, err).stdout)
+    end
+    assert(box:stop())
+    assert.same({}, helper.boxes(helper.owner()))
+  end)
+end)
+
 describe("a container changed from outside", function()
   local d
 

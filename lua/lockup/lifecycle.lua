@@ -281,8 +281,8 @@ end
 
 -- The container's state as the Engine shows it: "gone" once it answers 404,
 -- else State.Status ("removing", "dead", "exited", ...), or nil, err.
-local function engine_state(d, id)
-  local status, info, code = d:request("GET", "/containers/" .. id .. "/json")
+local function engine_state(d, id, deadline)
+  local status, info, code = d:request("GET", "/containers/" .. id .. "/json", { deadline = deadline })
   if status then return type(info) == "table" and type(info.State) == "table" and info.State.Status or "unknown" end
   if code == 404 then return "gone" end
   return nil, info
@@ -294,47 +294,51 @@ end
 -- removal failed and left the container "dead". A removal in progress is given
 -- time (polled with backoff); anything else, or one still removing after
 -- REMOVE_RETRY seconds, is removed again with DELETE ?force=1.
-local function confirm_gone(d, id)
+local function confirm_gone(d, id, deadline)
   local started, pause = core.monotime(), 0.02
   local state, err, delete_err
   while true do
-    state, err = engine_state(d, id)
+    state, err = engine_state(d, id, deadline)
     if state == "gone" then return true end
     local waited = core.monotime() - started
-    if waited >= REMOVE_TIMEOUT then break end
+    if waited >= REMOVE_TIMEOUT or core.monotime() >= deadline then break end
     if state and (state ~= "removing" or waited >= REMOVE_RETRY) then
-      local ok, derr, code = d:request("DELETE", "/containers/" .. id, { query = { force = 1 } })
+      local ok, derr, code = d:request("DELETE", "/containers/" .. id, { query = { force = 1 }, deadline = deadline })
       if ok or code == 404 then return true end
       -- 409: a removal is already in progress; anything else is worth telling
       if code ~= 409 then delete_err = derr end
     end
-    scheduler.sleep(pause)
+    scheduler.sleep(math_min(pause, math.max(0, deadline - core.monotime())))
     pause = math_min(pause * 2, 0.5)
   end
   err = delete_err or err
-  return nil, string_format("box %s is not gone yet: after %d s the Engine still shows its container (%s)%s; "
-    .. "lockup.prune() removes it once it can", id:sub(1, 12), REMOVE_TIMEOUT, state or "state unknown",
+  return nil, string_format("box %s is not gone yet: after %.3g s the Engine still shows its container (%s)%s; "
+    .. "lockup.prune() removes it once it can", id:sub(1, 12), core.monotime() - started, state or "state unknown",
     err and (": " .. err) or "")
 end
 
 -- Kills and removes the container; idempotent. Returns true once the Engine
 -- no longer knows it, else nil, err (and a later stop tries again).
-function _M.stop(self)
+-- `deadline` (lockup's own calls: a step that had to stop its box) bounds
+-- the Engine's calls; box:stop() gives them REAP_TIMEOUT and REMOVE_TIMEOUT.
+function _M.stop(self, deadline)
   if self.stopped then return true end
   self.stopped = true
   self.dead = self.dead or "the box was stopped"
   -- A call in progress owns the lane; it sees the stream end and closes it.
   if not self.lock.owner then self:shut(self.dead) end
+  local started = core.monotime()
   if self.exit_code == nil then
-    local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill")
+    local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill",
+      { deadline = deadline })
     if not status and code ~= 404 and code ~= 409 then -- 404/409: already gone / not running
       self:shut(self.dead)
       self.stopped = false -- not confirmed: a later stop tries again
       return nil, "stopping box " .. self.id:sub(1, 12) .. ": " .. err
     end
   end
-  self:reap()
-  local gone, err = confirm_gone(self.docker, self.id)
+  self:reap(deadline or started + REAP_TIMEOUT)
+  local gone, err = confirm_gone(self.docker, self.id, deadline or core.monotime() + REMOVE_TIMEOUT)
   if not gone then
     self.stopped = false -- not confirmed: a later stop tries again
     return nil, err

@@ -452,13 +452,15 @@ function _M.run(box, cmd, opts)
     box:shut(string_format("the box was stopped: a step went on past its %s even with its processes "
       .. "killed (a loop in the shell itself, or the container is paused); start a new box",
       out.timed_out and ("timeout (" .. (opts.timeout or box.timeout) .. "s)") or "output cap"))
-    box:stop()
+    -- the lane closed, the lifeline ends the container; the Engine's
+    -- confirmation is awaited within the call's second (a later stop() waits longer)
+    box:stop(math_max(deadline + 0.95, now() + 0.1))
     return result.new(out)
   elseif st == "eof" then
     return ended(box, out, deadline)
   end
   box:shut("lost the box's session (did the Docker daemon stop or restart?): " .. tostring(err))
-  box:stop()
+  box:stop(math_max(deadline + 0.95, now() + 0.1))
   return nil, box.dead
 end
 
