@@ -86,6 +86,26 @@ describe("docker:build", function()
     assert.equal("hello from the context\nhello from the context\nran\ntool says hi\n755\n", r.stdout)
   end)
 
+  -- Issue 19: a build whose RUN floods its output meets its timeout (the
+  -- progress stream never pauses, so the deadline is checked between reads).
+  it("returns at its timeout while a RUN step floods its output, with and without on_progress", function()
+    for _, progress in ipairs { false, true } do
+      local t0 = now()
+      local id, err = docker:build {
+        context = { Dockerfile = "FROM busybox:local\nRUN yes\n" }, tag = name("flood"), timeout = 2,
+        on_progress = progress and function() end or nil,
+      }
+      local took = now() - t0
+      assert.is_nil(id)
+      assert.matches("timed out", err)
+      assert.is_true(took < 3, string.format("build took %.2f s (timeout 2 s)", took))
+    end
+    -- the daemon dropped the build with the connection: no `yes` goes on there
+    assert.is_truthy(helper.eventually(function()
+      return not helper.sh("ps -eo args"):find("\n/bin/sh -c yes\n", 1, true)
+    end, 20), "the build's RUN yes still runs on the host")
+  end)
+
   it("takes a Dockerfile that is a file of a table context", function()
     local tag = name("tabledf")
     assert(build {

@@ -486,8 +486,10 @@ function Docker:receive(call, deadline)
       local chunk = r:body()
       if #chunk > 0 then opts.on_body(chunk) end
     end
-    if st == false then
-      if not readable(c, deadline) then
+    -- false: wait for more; "more": a read budget spent. Either way the
+    -- deadline holds, even against a daemon that streams without a pause.
+    if st == false or st == "more" then
+      if now() >= deadline or (st == false and not readable(c, deadline)) then
         c:close()
         local msg = string_format("timed out after %.3gs waiting for the Docker daemon at %s (%s %s)",
           deadline - call.sent, self.endpoint, call.method, call.path)
@@ -496,8 +498,7 @@ function Docker:receive(call, deadline)
         end
         return nil, msg
       end
-    elseif st == "more" then
-      scheduler.yield()
+      if st == "more" then scheduler.yield() end
     elseif st == "head" then
       got_head = true
       local status = r:status()
