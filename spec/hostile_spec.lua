@@ -406,6 +406,25 @@ describe("hostile commands", function()
         end
       end
     end
+
+    -- Files and the exec API while processes of an earlier step flood the
+    -- session's stdout and stderr (nobody reads them between steps): each
+    -- call is done long before its timeout, and the box stops within its bound.
+    it("files in and out, exec and stop while the box floods its session's output", function()
+      local box = start()
+      assert(box:run("yes >/dev/null & (yes & yes >&2) &"))
+      local t0 = now()
+      assert(box:put("f.txt", "hello", { timeout = 5 }))
+      assert.equal("hello", assert(box:get("f.txt", { timeout = 5 })))
+      local host = helper.tmpdir() .. "/f"
+      assert(box:get_file("f.txt", host, { timeout = 5 }))
+      assert(box:put_file(host, "g.txt", { timeout = 5 }))
+      assert.equal("hello\n", assert(box:exec({ "sh", "-c", "cat g.txt; echo" }, { timeout = 5 })).stdout)
+      assert.is_true(now() - t0 < 25, "the file calls took " .. (now() - t0) .. " s")
+      t0 = now()
+      stop(box)
+      assert.is_true(now() - t0 < 11, "stop took " .. (now() - t0) .. " s")
+    end)
   end)
 
   describe("the filesystem", function()

@@ -517,6 +517,18 @@ describe("lockup.inmate", function()
       assert.matches("E\0\0\0\1xstderr says hi\n", printed, 1, true)
     end)
 
+    -- Issue 19: the deadline holds however fast the jail prints (the box
+    -- started for the call counts in the call's timeout).
+    it("a call whose jail floods stdout and stderr: kind timeout, within its timeout plus 1 s", function()
+      output = {}
+      local t0 = now()
+      local e = call_fails("timeout", jail, { "flood", timeout = 3 })
+      local took = now() - t0
+      assert.is_true(took < 4, "took " .. took .. " s")
+      assert.equal("flood", e.fn)
+      assert.is_true(#output > 0) -- on_output saw the flood as it came
+    end)
+
     it("is versioned: a jail whose runtime speaks another version is refused, saying so", function()
       -- an image like a jail's, but with a runtime that says protocol 2
       local runtime = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
