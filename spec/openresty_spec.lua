@@ -56,6 +56,21 @@ describe("lockup inside nginx #nginx", function()
     assert.equal("attach", r.lane)
   end)
 
+  -- Issue 19 on the cosocket lane: a 1 s timeout holds under a flood,
+  -- through box:run and box:exec, and the box answers after.
+  it("ends a flooding step at its timeout plus 1 s, through run and exec", function()
+    for _, how in ipairs { "run", "exec" } do
+      for _, cmd in ipairs { "yes", "yes >&2", "yes & yes >&2" } do
+        local body, status = server:curl { path = "/flood?how=" .. how .. "&cmd=" .. url_encode(cmd) }
+        assert.equal(200, status, body .. server:log())
+        local r = cjson.decode(body)
+        assert.is_true(r.took < 2, how .. " of " .. cmd .. " took " .. r.took .. " s")
+        assert.is_true(r.status == "timeout" or r.status == "truncated", body)
+        if not r.box_stopped then assert.equal("ok\n", r.after, body) end
+      end
+    end
+  end)
+
   it("moves files in and out, and an exec's stdin ends without a half-close", function()
     local data = ("hello, box\n"):rep(20000)
     helper.write(server.dir .. "/upload", data)
