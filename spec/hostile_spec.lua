@@ -181,7 +181,10 @@ describe("hostile commands", function()
       local box = start { memory = "64m" }
       assert(box:run("cd /tmp; x=kept"))
       local r = assert(box:run("head -c 400000000 /dev/zero | sort", { timeout = 60 }))
-      if not GVISOR or r.code == 137 then assert.is_true(r.oom, tostring(r)) end
+      if not GVISOR or r.code == 137 then
+        assert.is_true(r.oom, tostring(r))
+        assert.equal("oom", r.status)
+      end
       assert.is_false(r.ok)
       assert.not_equal(0, r.code)
       if GVISOR then

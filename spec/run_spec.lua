@@ -276,6 +276,33 @@ describe("box:run", function()
     end)
   end)
 
+  -- One word for how a step ended, and the signal that ended it.
+  it("says how a step ended in status, with the signal, and tostring shows it", function()
+    local b = assert(docker:start { image = helper.IMAGE })
+    finally(function() b:stop() end)
+    local cases = {
+      { "true", "ok", 0 },
+      { "exit_3() { return 3; }; exit_3", "exit", 3 },
+      { "sh -c 'kill -9 $$'", "signal", 137, 9 },
+      { "sh -c 'kill -TERM $$'", "signal", 143, 15 },
+      { "yes", "truncated", nil, nil, { max_output = 1000 } },
+      { "sleep 30", "timeout", nil, nil, { timeout = 0.3 } },
+    }
+    for _, c in ipairs(cases) do
+      local r = assert(b:run(c[1], c[5]))
+      assert.equal(c[2], r.status, c[1] .. ": " .. tostring(r))
+      if c[3] then assert.equal(c[3], r.code) end
+      assert.equal(c[4], r.status == "signal" and r.signal or nil)
+      if c[4] then assert.matches("signal " .. c[4], tostring(r), 1, true) end
+    end
+    local e = assert(b:exec({ "sh", "-c", "kill -9 $$" }))
+    assert.equal("signal", e.status)
+    assert.equal(9, e.signal)
+    local x = assert(b:run("exit 4"))
+    assert.equal("exited", x.status)
+    assert.matches("shell exited", tostring(x), 1, true)
+  end)
+
   describe("timeouts and output caps", function()
     it("kill a command past its timeout, keep its output, and the box goes on with its state", function()
       local b = assert(docker:start { image = helper.IMAGE })
