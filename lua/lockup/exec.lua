@@ -186,8 +186,10 @@ function _M.run(box, argv, opts, overrun)
   lane:close()
   if not ok then error(st, 0) end
   out.duration = now() - started
-  if st == "timeout" then -- killed, and still not ended: the process is beyond reach
-    out.timed_out = true
+  -- The kill (in the session) could not be had in time: the box was stopped.
+  if box.dead and (out.timed_out or out.truncated) then out.box_stopped = true end
+  if st == "timeout" or out.box_stopped then -- killed and still not ended, or the box is gone
+    out.timed_out = out.timed_out or st == "timeout"
     return result.new(out)
   elseif st ~= "eof" then
     return nil, fail .. tostring(ferr)
@@ -195,8 +197,11 @@ function _M.run(box, argv, opts, overrun)
   -- the exit code: within the second past the deadline that a call may take
   local status, info = box.docker:request("GET", ex.path .. "/json",
     { deadline = math_max(deadline + 0.9, now() + 0.05) })
-  if not status then return nil, fail .. info end
-  out.code = compat.tointeger(info.ExitCode)
+  if status then
+    out.code = compat.tointeger(info.ExitCode)
+  elseif not (out.timed_out or out.truncated) then -- a process killed by lockup: its code says nothing more
+    return nil, fail .. info
+  end
   return result.new(out)
 end
 

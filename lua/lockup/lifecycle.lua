@@ -330,7 +330,7 @@ function _M.stop(self, deadline)
   local started = core.monotime()
   if self.exit_code == nil then
     local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill",
-      { deadline = deadline })
+      { deadline = deadline or started + REMOVE_TIMEOUT })
     if not status and code ~= 404 and code ~= 409 then -- 404/409: already gone / not running
       self:shut(self.dead)
       self.stopped = false -- not confirmed: a later stop tries again
