@@ -65,7 +65,7 @@ clear_stale_pid_files() {
 start_dockerd() {
     clear_stale_pid_files
     say "starting dockerd (log: /var/log/lockup-dockerd.log)"
-    # No bridge, no iptables: containers run with networking off (see DESIGN.md).
+    # No bridge, no iptables: containers run with networking off (README.md, "Secure defaults").
     pid=$(as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-masq=false \
         >/var/log/lockup-dockerd.log 2>&1 & echo $!')
     i=0

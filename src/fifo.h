@@ -5,7 +5,7 @@
  * A FIFO of its own spares every step a relay (a `cat` between `in` and the
  * shell, as on the attach lane). No Lua; every call returns at once.
  *
- * Who may do what (DESIGN.md, "Lanes"): as root, the FIFOs belong to the box's
+ * Who may do what (README.md, "The fifo lane"): as root, the FIFOs belong to the box's
  * uid with modes in/life 0400, out/err 0200: the box reads `in` and `life` and
  * writes `out`/`err`; it cannot open `in` or `life` for writing (so it cannot
  * keep itself alive), nor chmod, rename or unlink anything, because the mount

@@ -1,7 +1,7 @@
 /* A step's output, gathered per stream: the policy every lane shares.
  *
  * Whoever produced the bytes (Docker's demultiplexer on the attach lane, a FIFO
- * read on the fifo lane, a cosocket later) hands them in per stream with
+ * read on the fifo lane, a cosocket's reads inside nginx) hands them in per stream with
  * lk_output_put. When armed with a token, each stream is scanned for the
  * sentinel that ends the step (sentinel.c); unarmed, everything is output (an
  * exec). What is kept until taken is capped per stream: past the cap, bytes are

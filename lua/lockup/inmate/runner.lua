@@ -17,7 +17,7 @@
 -- never into the protocol on fd 3. That keeps an honest inmate from breaking the
 -- protocol by accident; it is no defence against a hostile one, which can write
 -- to fd 3 itself: the host treats all of it as untrusted data anyway.
-local RUNTIME = "lockup 0.1 runner (" .. _VERSION .. ")"
+local RUNTIME = "lockup 0.2 runner (" .. _VERSION .. ")"
 
 -- Taken before the inmate loads: a module that reassigns a global by mistake
 -- must not break the runner's side of the protocol.

@@ -6,8 +6,10 @@
 --
 -- A lane moves bytes and nothing else (the session knows the sentinels):
 -- send(data, from) -> n | false | nil, err; pump(stream) -> the stream's pump
--- status; wait(want, deadline) -> ready?; answered(); idle() -> nothing to
--- read?; close().
+-- status; wait(want, deadline) -> ready?; answered(); close(); and, for the
+-- lanes of a box lockup.pool may hold (this and lockup.lane.fifo, not the
+-- cosocket one: inside nginx a parked box is checked by nginx), idle() ->
+-- nothing to read?; the fifo lane also has poke() (lockup.session).
 local core = require "lockup.core"
 local scheduler = require "lockup.scheduler"
 
