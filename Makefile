@@ -129,6 +129,12 @@ bench-scheduler: $(BUILD)/lockup/core.so
 	ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); $(RUN_ENV) $(LUA) bench/scheduler.lua
 .PHONY: bench-scheduler
 
+# bench/deadlines.lua: a call with a timeout under an output flood, per lane,
+# run and exec, with and without callbacks: when it returns, against its timeout.
+bench-deadlines: $(BUILD)/lockup/core.so
+	$(RUN_ENV) $(LUA) bench/deadlines.lua
+.PHONY: bench-deadlines
+
 # bench/pool.lua: warm pool:acquire() under a steady load, a pooled inmate
 # call, and a cold box against the Engine's create+start+remove floor.
 bench-pool: $(BUILD)/lockup/core.so
@@ -143,6 +149,7 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/files.lua
 	$(RUN_ENV) $(LUA) bench/inmate.lua
 	$(RUN_ENV) $(LUA) bench/pool.lua
+	$(RUN_ENV) $(LUA) bench/deadlines.lua
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
 	$(MAKE) --no-print-directory luajit
 	$(RUN_ENV) $(LUA) bench/openresty.lua
