@@ -100,10 +100,14 @@ describe("docker:build", function()
       assert.matches("timed out", err)
       assert.is_true(took < 3, string.format("build took %.2f s (timeout 2 s)", took))
     end
+    local function running() return helper.sh("ps -eo args"):find("\n/bin/sh -c yes\n", 1, true) end
+    if docker.engine == "podman" then -- Podman 4.3 goes on with a build whose client went away (README)
+      helper.sh("pkill -x -f '/bin/sh -c yes'")
+      return pending("Podman does not stop a build when its client goes away")
+    end
     -- the daemon dropped the build with the connection: no `yes` goes on there
-    assert.is_truthy(helper.eventually(function()
-      return not helper.sh("ps -eo args"):find("\n/bin/sh -c yes\n", 1, true)
-    end, 20), "the build's RUN yes still runs on the host")
+    assert.is_truthy(helper.eventually(function() return not running() end, 20),
+      "the build's RUN yes still runs on the host")
   end)
 
   it("takes a Dockerfile that is a file of a table context", function()
