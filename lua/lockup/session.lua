@@ -151,7 +151,7 @@ end
 _M.step_line = step_line
 
 -- The line that runs `cmd` in `box`'s session shell (box.shell_pid,
--- box.step_fn: a table of those is enough). Its stdin is /dev/null, or the
+-- box.step_fn, box.unalias: a table of those is enough). Its stdin is /dev/null, or the
 -- file `source` holding opts.stdin (written by stdin_writer in a step before:
 -- stdin never travels raw on the shell's input, where the shell would read
 -- it as commands), unlinked once open.
