@@ -238,8 +238,9 @@ local function round_trip()
   print_table(t)
   print("  (probe rows: the median of each round's median. cpu per round trip: the client's (this Lua process,")
   print("   or build/probe) and the shell's (the box's session shell, or the host's), both from the kernel's")
-  print("   accounting; \"x floor, cpu\" compares their sums, which the placement of the two processes on the")
-  print("   CPUs does not change as it changes the wakeups in the median)")
+  print("   accounting; \"x floor, cpu\" compares their sums, which move less than the medians with where the")
+  print("   scheduler puts the two processes: on one CPU a round trip is two context switches, on two it is")
+  print("   two wakeups by IPI, dearer on a VM)")
   print()
   local line1 = shells[1].name
   ratios[#ratios + 1] = { "fifo step / lockup's line over local pipes, " .. line1 .. " (issue 10)",
