@@ -99,12 +99,13 @@ local function lockup_template(bash)
 end
 local FLOOR = write_file('true; echo "\1@TOKEN@ $?"\n')
 
--- The probe's median for n round trips, in ms, and (pipe mode) the shell's
--- CPU seconds per round trip.
+-- The probe's median for n round trips, in ms, and its own and (pipe mode)
+-- the shell's CPU seconds per round trip.
 local function probe(n, mode, template, ...)
   local out = must(table.concat({ PROBE, mode, tostring(n), template, ... }, " "))
-  local cpu_us = out:match("shell_cpu_us=([%d.]+)")
-  return assert(tonumber(out:match("median_ms=([%d.]+)")), "probe said: " .. out), cpu_us and tonumber(cpu_us) / 1e6
+  local mine, shell = out:match("probe_cpu_us=([%d.]+)"), out:match("shell_cpu_us=([%d.]+)")
+  return assert(tonumber(out:match("median_ms=([%d.]+)")), "probe said: " .. out),
+    mine and tonumber(mine) / 1e6, shell and tonumber(shell) / 1e6
 end
 
 -- A box's session shell, as a host pid (its CPU time is in /proc/PID/schedstat):
@@ -186,14 +187,16 @@ local function round_trip()
         local s1 = cpu_of(b.pid)
         add_cpu(shell_cpu, b.key, s0 and s1 and s1 - s0)
       end
-      add("raw", probe(per, "attach", shells[1].template, raw) / 1000)
+      local function probed(key, ...)
+        local m, mine, shell = probe(per, ...)
+        add(key, m / 1000)
+        add_cpu(cpu, key, mine and mine * per)
+        add_cpu(shell_cpu, key, shell and shell * per)
+      end
+      probed("raw", "attach", shells[1].template, raw)
       for _, s in ipairs(shells) do
-        local m, c = probe(per, "-1 pipe", FLOOR, s.argv)
-        add(s.name .. " floor", m / 1000)
-        add_cpu(shell_cpu, s.name .. " floor", c and c * per)
-        m, c = probe(per, s.preamble and ("-p " .. s.preamble .. " pipe") or "pipe", s.template, s.argv)
-        add(s.name .. " line", m / 1000)
-        add_cpu(shell_cpu, s.name .. " line", c and c * per)
+        probed(s.name .. " floor", "-1 pipe", FLOOR, s.argv)
+        probed(s.name .. " line", s.preamble and ("-p " .. s.preamble .. " pipe") or "pipe", s.template, s.argv)
       end
     end
   end)
@@ -204,32 +207,39 @@ local function round_trip()
   local m = {}
   for key, samples in pairs(rows) do m[key] = median(samples) end
   local function ms(s) return s and fmt("%.4f", s * 1000) or "-" end
-  local function per_op(t, key) return t[key] and ms(t[key] / (per * ROUNDS)) end
+  local n_all = per * ROUNDS
+  -- CPU per round trip, the client's and the shell's, and their sum (nil
+  -- when the shell's is unknown).
+  local function cpus(key)
+    local c, sc = cpu[key] and cpu[key] / n_all, shell_cpu[key] and shell_cpu[key] / n_all
+    return c, sc, c and sc and c + sc
+  end
+  local function x(a, b) return a and b and fmt("%.2fx", a / b) or "-" end
   print(fmt("round trip of one step, `true`; %d rounds; ms", ROUNDS))
-  local t = { { "how", "n", "median", "Lua cpu/op", "shell cpu/op", "vs the floor (bare true, same shell)" } }
+  local t = { { "how", "n", "median", "client cpu", "shell cpu", "x floor", "x floor, cpu", "x lockup's line" } }
+  local function row(name, key, floor, line)
+    local c, sc, sum = cpus(key)
+    local _, _, floor_sum = cpus(floor)
+    t[#t + 1] = { name, tostring(key:find("fifo") and #rows[key] or n_all), ms(m[key]), ms(c), ms(sc),
+      floor and x(m[key], m[floor]) or "1x", floor and x(sum, floor_sum) or "1x", line and x(m[key], m[line]) or "-" }
+  end
   for _, s in ipairs(shells) do
     local key = s.name
-    t[#t + 1] = { fmt('box:run("true"), fifo lane, %s (%s)', key, s.image), tostring(#rows[key .. " fifo"]),
-      ms(m[key .. " fifo"]), per_op(cpu, key .. " fifo"), per_op(shell_cpu, key .. " fifo") or "-",
-      fmt("%.2fx (%.2fx lockup's line over pipes)", m[key .. " fifo"] / m[key .. " floor"],
-        m[key .. " fifo"] / m[key .. " line"]) }
-    t[#t + 1] = { fmt("local %s over pipes, lockup's command line", s.argv), tostring(per * ROUNDS),
-      ms(m[key .. " line"]), "-", per_op(shell_cpu, key .. " line") or "-",
-      fmt("%.2fx", m[key .. " line"] / m[key .. " floor"]) }
-    t[#t + 1] = { fmt("local %s over pipes, bare `true` (the floor)", s.argv), tostring(per * ROUNDS),
-      ms(m[key .. " floor"]), "-", per_op(shell_cpu, key .. " floor") or "-", "1x" }
+    row(fmt('box:run("true"), fifo lane, %s (%s)', key, s.image), key .. " fifo", key .. " floor", key .. " line")
+    row(fmt("local %s over pipes, lockup's command line", s.argv), key .. " line", key .. " floor")
+    row(fmt("local %s over pipes, bare `true` (the floor)", s.argv), key .. " floor")
     ratios[#ratios + 1] = { fmt("fifo step / floor, %s (issue 19)", key), m[key .. " fifo"] / m[key .. " floor"],
       "<=", s.name ~= "dash" and 2 or nil }
   end
   local floor1 = shells[1].name .. " floor"
-  t[#t + 1] = { fmt('box:run("true"), attach lane, %s', IMAGE), tostring(#rows.attach), ms(m.attach),
-    per_op(cpu, "attach"), per_op(shell_cpu, "attach") or "-",
-    fmt("%.2fx (%.2fx the raw attach probe)", m.attach / m[floor1], m.attach / m.raw) }
-  t[#t + 1] = { "raw attach probe (build/probe, no Lua), lockup's line", tostring(per * ROUNDS), ms(m.raw), "-", "-",
-    fmt("%.2fx", m.raw / m[floor1]) }
+  row(fmt('box:run("true"), attach lane, %s', IMAGE), "attach", floor1, "raw")
+  row("raw attach probe (build/probe, no Lua), lockup's line", "raw", floor1)
   print_table(t)
-  print("  (probe rows: the median of each round's median; shell cpu: the session shell's in the box, or the")
-  print("   host shell's from wait4 with its start-up and 100 warm-ups spread over the round trips)")
+  print("  (probe rows: the median of each round's median. cpu per round trip: the client's (this Lua process,")
+  print("   or build/probe) and the shell's (the box's session shell, or the host's), both from the kernel's")
+  print("   accounting; \"x floor, cpu\" compares their sums, which move less than the medians with where the")
+  print("   scheduler puts the two processes: on one CPU a round trip is two context switches, on two it is")
+  print("   two wakeups by IPI, dearer on a VM)")
   print()
   local line1 = shells[1].name
   ratios[#ratios + 1] = { "fifo step / lockup's line over local pipes, " .. line1 .. " (issue 10)",

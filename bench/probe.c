@@ -13,10 +13,11 @@
  * With -p, the text of PREAMBLE (shell definitions the template uses) is sent
  * once, before the first warm-up's command.
  * After 100 untimed warm-ups it prints one line:
- *   median_ms=... p10_ms=... p90_ms=... n=N [shell_cpu_us=...]
- * shell_cpu_us (pipe only): the shell's CPU time per timed round trip (from
- * /proc/PID/schedstat after the warm-ups and at the end): the shell's own
- * work, whatever the wakeups cost the clock. */
+ *   median_ms=... p10_ms=... p90_ms=... n=N probe_cpu_us=... [shell_cpu_us=...]
+ * probe_cpu_us: this process's CPU time (user + system) per timed round
+ * trip; shell_cpu_us (pipe only): the shell's (from /proc/PID/schedstat
+ * after the warm-ups and at the end). Both are the work itself, whatever
+ * the wakeups cost the clock. */
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -201,6 +203,14 @@ static void open_fifo(const char *dir) {
     lane.nr = 2, lane.fifo = 1;
 }
 
+/* This process's CPU time, user and system, in us. */
+static double self_cpu_us(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6
+           + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /* The CPU time a process has run, in ns (the first field of schedstat), or -1. */
 static double cpu_ns(pid_t pid) {
     char path[64];
@@ -266,9 +276,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fifo") && argc == 5) open_fifo(argv[4]);
     else errx(1, "%s", use);
 
-    double cpu0 = -1;
+    double cpu0 = -1, self0 = 0;
     for (long i = 0; i < WARMUP + n; i++) {
-        if (i == WARMUP && pid > 0) cpu0 = cpu_ns(pid);
+        if (i == WARMUP) self0 = self_cpu_us(), cpu0 = pid > 0 ? cpu_ns(pid) : -1;
         unsigned char raw[TOKEN_LEN / 2]; /* outside the timing: not part of a round trip */
         if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) err(1, "getrandom");
         for (int j = 0; j < TOKEN_LEN / 2; j++) sprintf(token + 2 * j, "%02x", raw[j]);
@@ -283,9 +293,11 @@ int main(int argc, char **argv) {
         double t = round_trip(cmd, len);
         if (i >= WARMUP) ms[i - WARMUP] = t;
     }
+    double self1 = self_cpu_us();
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
     printf("median_ms=%.4f p10_ms=%.4f p90_ms=%.4f n=%ld", percentile(ms, n, 0.5),
            percentile(ms, n, 0.1), percentile(ms, n, 0.9), n);
+    printf(" probe_cpu_us=%.2f", (self1 - self0) / (double)n);
     if (pid > 0) { /* EOF on its stdin ends the shell; reap it */
         double cpu1 = cpu_ns(pid);
         if (cpu0 >= 0 && cpu1 >= cpu0) printf(" shell_cpu_us=%.2f", (cpu1 - cpu0) / 1e3 / (double)n);

@@ -182,10 +182,10 @@ end
 _M.step_line = step_line
 
 -- The line that runs `cmd` in `box`'s session shell (box.shell_pid,
--- box.step_fn: a table of those is enough). Its stdin is /dev/null, or the
--- file `source` holding opts.stdin (written by stdin_writer in a step before:
--- stdin never travels raw on the shell's input, where the shell would read
--- it as commands), unlinked once open.
+-- box.step_fn, box.unalias: a table of those is enough). Its stdin is
+-- /dev/null, or the file `source` holding opts.stdin (written by
+-- stdin_writer in a step before: stdin never travels raw on the shell's
+-- input, where the shell would read it as commands), unlinked once open.
 function _M.command_line(cmd, token_hex, source, box)
   if not source then
     return line_for("\\command eval " .. shell_quote(cmd) .. "</dev/null >&7 2>&8", token_hex, box)
@@ -225,11 +225,11 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
 -- The session's start, once its shell's pid is known: defines the tail
 -- function where the shell can make it read-only (see STEP_FN), and from
 -- then on sends the short line; learns whether the shell has `unalias`.
--- false when the box was lost meanwhile.
+-- false when the box was lost meanwhile (or stopped: the step timed out).
 local function prepare(box, shell_pid)
   box.step_fn = false
   local r = _M.run(box, definition(shell_pid), { timeout = 10 })
-  if not r then return false end
+  if not r or box.dead then return false end
   box.step_fn = r.stdout:find(STEP_FN .. " ", 1, true) == 1
   box.unalias = r.stdout:find("unalias", 1, true) ~= nil
   return true
