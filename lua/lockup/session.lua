@@ -54,18 +54,21 @@ local ATTACH = table_concat({
 -- kills the watcher: PID 1 starts another on the same fd 3, so the box goes on
 -- and the lifeline holds (a new watcher of a closed `life` reads EOF at once).
 -- PID 1 waits for the watcher, and wakes when either ends: SIGCHLD breaks the
--- wait in dash and busybox; bash's `wait -n` waits for the next job instead.
+-- wait in dash and busybox; bash's `wait -n` waits for the next job instead
+-- (and has no CHLD trap, which would break the wait for the shell's code).
+-- The shell's code is taken before the others are killed: their ends would
+-- interrupt that wait too.
 local FIFO = table_concat({
   'exec 9>&2 2>/dev/null 3</.lockup/life',
   '"$0" </.lockup/in >/.lockup/out 2>/.lockup/err 9>&- 3<&- & s=$!',
   'w=',
   'trap \'for i in 1 2 3 4 5 6 7 8; do f=; for d in /proc/[0-9]*; do p=${d#/proc/}; '
     .. 'case " 1 $s $w " in *" $p "*) ;; *) kill -9 "$p" && f=1;; esac; done; [ -z "$f" ] && break; done\' USR1',
-  'trap : CHLD',
+  '[ -n "$BASH_VERSION" ] || trap : CHLD',
   'while :; do',
   '  if [ -z "$w" ]; then { while read -r _; do kill -USR1 1; done <&3; } & w=$!; fi',
   '  if [ -n "$BASH_VERSION" ]; then wait -n; else wait "$w"; fi',
-  '  [ -d "/proc/$s" ] || { kill -9 -1; wait "$s"; exit; }',
+  '  [ -d "/proc/$s" ] || { wait "$s"; c=$?; kill -9 -1; exit $c; }',
   '  [ -d "/proc/$w" ] && continue',
   '  wait "$w"; [ $? -gt 128 ] || { kill -9 -1; exit 137; }',
   '  w=',
