@@ -306,17 +306,21 @@ describe("hostile commands", function()
       local rss_peak, lua_peak = rss0, lua0
       local steps, done, shell_flood = 0, false, nil
       lockup.run(function()
-        local t0 = now()
-        while now() - t0 < 6 do -- `yes` again and again, each cut at 1 MiB
-          local r = assert(box:run("yes", { max_output = MiB }))
-          assert(r.truncated and #r.stdout == MiB, tostring(r))
-          steps = steps + 1
-        end
-        -- then a flood from the shell itself, which killing processes cannot
-        -- stop: lockup reads and drops it until the box is stopped
-        shell_flood = assert(box:run("while :; do echo yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy; done",
-          { max_output = MiB }))
+        -- done however this ends: the watcher below would wait for it forever
+        local ok, err = pcall(function()
+          local t0 = now()
+          while now() - t0 < 6 do -- `yes` again and again, each cut at 1 MiB
+            local r = assert(box:run("yes", { max_output = MiB }))
+            assert(r.truncated and #r.stdout == MiB, tostring(r))
+            steps = steps + 1
+          end
+          -- then a flood from the shell itself, which killing processes cannot
+          -- stop: lockup reads and drops it until the box is stopped
+          shell_flood = assert(box:run("while :; do echo yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy; done",
+            { max_output = MiB }))
+        end)
         done = true
+        if not ok then error(err, 0) end
       end, function()
         while not done do
           rss_peak = math.max(rss_peak, status_field("VmRSS"))
