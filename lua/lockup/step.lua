@@ -89,7 +89,7 @@ end
 
 -- Follows a step to its end. Past its deadline or its output cap,
 -- `overrun()` is called once: it has the step's processes killed (how depends
--- on the lane and on who holds the session: lockup.session.overrun), and the
+-- on the lane and on who holds the session: see lockup.session), and the
 -- step then gets GRACE seconds to end, so that a call returns within its
 -- timeout plus one second whatever the box does. If it does not end (the
 -- shell itself is looping, or the kill could not be had), "timeout" says the
