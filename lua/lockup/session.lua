@@ -441,9 +441,11 @@ function _M.run(box, cmd, opts)
   if source or not opts.stdin then
     st, err = step_run(box, _M.command_line, cmd, source, opts, deadline, out, busy_overrun(box))
   end
-  if st == "exit" and (out.timed_out or out.truncated) and box.lane.poke then
-    -- PID 1's sweep may still be going when the step ends: the session's
-    -- own finishes it, so that nothing of the step is left when this returns
+  if st == "exit" and (out.timed_out or out.truncated) then
+    -- the busy session's sweep (PID 1's, or the exec's on the attach lane,
+    -- which its own deadline may cut short) can still be going when the
+    -- step ends: the session's own finishes it, so that nothing of the step
+    -- is left when this returns
     sweep_in_session(box, math_max(deadline + 0.9, now() + 0.05))
   end
   out.duration = now() - started
