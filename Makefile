@@ -11,8 +11,8 @@ WARN     := -Wall -Wextra -Wshadow -Werror=implicit-function-declaration
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(LUA_CFLAGS) $(CURL_CFLAGS) $(DEP_CFLAGS)
 
-CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/output.c src/http.c src/conn.c src/fifo.c src/hostfile.c src/tar.c src/frame.c
-BIND_SRC := src/l_core.c src/l_conn.c src/l_response.c src/l_stream.c src/l_fifo.c src/l_tar.c src/l_hash.c src/l_fs.c src/l_frame.c src/l_poller.c
+CORE_SRC := src/buf.c src/demux.c src/sentinel.c src/output.c src/http.c src/conn.c src/fifo.c src/hostfile.c src/tar.c src/frame.c src/cgroup.c
+BIND_SRC := src/l_core.c src/l_conn.c src/l_response.c src/l_stream.c src/l_fifo.c src/l_tar.c src/l_hash.c src/l_fs.c src/l_frame.c src/l_poller.c src/l_cgroup.c
 HEADERS  := $(wildcard src/*.h)
 BUILD    ?= build
 

@@ -30,6 +30,7 @@ build = {
     ["lockup.lifecycle"] = "lua/lockup/lifecycle.lua",
     ["lockup.session"] = "lua/lockup/session.lua",
     ["lockup.step"] = "lua/lockup/step.lua",
+    ["lockup.meter"] = "lua/lockup/meter.lua",
     ["lockup.exec"] = "lua/lockup/exec.lua",
     ["lockup.lane.attach"] = "lua/lockup/lane/attach.lua",
     ["lockup.lane.fifo"] = "lua/lockup/lane/fifo.lua",
@@ -54,9 +55,9 @@ build = {
     ["lockup.core"] = {
       sources = {
         "src/buf.c", "src/demux.c", "src/sentinel.c", "src/output.c", "src/http.c", "src/conn.c", "src/fifo.c",
-        "src/hostfile.c", "src/tar.c", "src/frame.c",
+        "src/hostfile.c", "src/tar.c", "src/frame.c", "src/cgroup.c",
         "src/l_core.c", "src/l_conn.c", "src/l_response.c", "src/l_stream.c", "src/l_fifo.c",
-        "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c", "src/l_poller.c",
+        "src/l_tar.c", "src/l_hash.c", "src/l_fs.c", "src/l_frame.c", "src/l_poller.c", "src/l_cgroup.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "archive", "crypto" },

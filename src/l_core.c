@@ -123,6 +123,7 @@ __attribute__((visibility("default"))) int luaopen_lockup_core(lua_State *L) {
     lk_open_fs(L);
     lk_open_fifo(L);
     lk_open_poller(L);
+    lk_open_cgroup(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

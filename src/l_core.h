@@ -18,6 +18,7 @@
 #define LK_SHA256 "lockup.sha256"
 #define LK_FIFO "lockup.fifo"
 #define LK_POLLER "lockup.poller"
+#define LK_CGROUP "lockup.cgroup"
 
 #define LK_READ_CHUNK 65536
 
@@ -32,6 +33,8 @@ void lk_open_fs(lua_State *L);
 void lk_open_fifo(lua_State *L);
 /* Adds core.poller (epoll) and the raw pipe functions to the table on top. */
 void lk_open_poller(lua_State *L);
+/* Adds core.cgroup (a box's cgroup files) and core.ncpus to the table on top. */
+void lk_open_cgroup(lua_State *L);
 
 /* The open connection at index i; raises if it is closed. */
 lk_conn *lk_check_conn(lua_State *L, int i);

@@ -9,18 +9,20 @@ local exec = require "lockup.exec"
 local files = require "lockup.files"
 local options = require "lockup.options"
 local result = require "lockup.result"
+local core = require "lockup.core"
 
-local type, ipairs, error, pcall = type, ipairs, error, pcall
+local type, ipairs, error, pcall, tostring = type, ipairs, error, pcall, tostring
 local string_format = string.format
 
 local _M = {}
 
 local RUN_OPTIONS = {
   stdin = "string", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
+  cpu_limit = "number",
 }
 local EXEC_OPTIONS = {
   stdin = "string|function", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
-  env = "table", workdir = "string", user = "string", stdin_size = "number",
+  env = "table", workdir = "string", user = "string", stdin_size = "number", cpu_limit = "number",
 }
 
 local Box = {}
@@ -51,20 +53,47 @@ local function acquire(self)
   return true
 end
 
--- Runs body(self, a, b) holding the box: its result, or nil, err. A Lua error
--- in it (a callback that raised) leaves the shell out of step, so the box is
--- stopped, then it is raised.
-local function locked(self, body, a, b)
+-- body(self, a, opts) with the box's meter around it: the result gets what
+-- the call cost (lockup.meter).
+local function metered(self, body, a, opts)
+  local meter = self.meter
+  if not meter then return body(self, a, opts) end
+  local deadline = core.monotime() + (opts.timeout or self.timeout)
+  meter:begin(deadline)
+  local r, err = body(self, a, opts)
+  if r then meter:finish(r, math.max(deadline + 0.9, core.monotime() + 0.05)) end
+  return r, err
+end
+
+-- Runs body(self, a, opts), metered, holding the box: its result, or nil,
+-- err. A Lua error in it (a callback that raised) leaves the shell out of
+-- step, so the box is stopped, then it is raised.
+local function locked(self, body, a, opts)
   local ok, err = acquire(self)
   if not ok then return nil, err end
   local r
-  ok, r, err = pcall(body, self, a, b)
+  ok, r, err = pcall(metered, self, body, a, opts)
   self.lock:unlock()
   if not ok then
     self:stop()
     error(r, 0)
   end
   return r, err
+end
+
+-- A CPU limit needs a positive number and a box with a meter; raises at the
+-- public call's level otherwise.
+local function check_cpu_limit(self, opts, fname)
+  local limit = opts.cpu_limit
+  if limit == nil then return end
+  if not (limit > 0) then
+    error(string_format("bad option 'cpu_limit' to '%s' (CPU seconds > 0 expected, got %s)", fname,
+      tostring(limit)), 3)
+  end
+  if not self.meter then
+    error(string_format("bad option 'cpu_limit' to '%s' (this box has no accounting to measure it: started "
+      .. "with accounting = false, or neither its cgroup nor the Engine's stats could be read)", fname), 3)
+  end
 end
 
 -- box:run(cmd [, opts]) -> result | nil, err
@@ -76,6 +105,7 @@ function Box:run(cmd, opts)
     error("bad argument #1 to 'run' (a shell command cannot contain NUL bytes; pass data with opts.stdin)", 2)
   end
   opts = options.check(opts, RUN_OPTIONS, "run", 2)
+  check_cpu_limit(self, opts, "run")
   return locked(self, session.run, cmd, opts)
 end
 
@@ -102,6 +132,7 @@ function Box:exec(argv, opts)
   end
   opts = options.check(opts, EXEC_OPTIONS, "exec", 2)
   exec.env_list(opts.env, "exec")
+  check_cpu_limit(self, opts, "exec")
   return locked(self, exec_checked, argv, opts)
 end
 

@@ -67,10 +67,10 @@ end
 
 -- Follows a started exec: its first bytes (`rest`), its stdin, its output to
 -- the end; returns step.follow's status (or stdin's failure) and fills `out`.
-local function follow(lane, stream, rest, opts, deadline, out, overrun)
+local function follow(lane, stream, rest, opts, deadline, out, overrun, meter)
   local st, err = stream:feed(rest)
   if st and opts.stdin then st, err = send_stdin(lane, stream, opts, deadline) end
-  if st then st, err = step.follow(lane, stream, opts, deadline, out, overrun) end
+  if st then st, err = step.follow(lane, stream, opts, deadline, out, overrun, meter) end
   return st, err
 end
 
@@ -182,12 +182,12 @@ function _M.run(box, argv, opts, overrun)
   -- The lane is closed even when a callback raised: left open, it would hold
   -- up the box's removal while dockerd waits to copy the rest of a busy
   -- exec's output into it (20 s and more for a jail that floods its frames).
-  local ok, st, ferr = pcall(follow, lane, stream, ex.rest, opts, deadline, out, overrun)
+  local ok, st, ferr = pcall(follow, lane, stream, ex.rest, opts, deadline, out, overrun, box.meter)
   lane:close()
   if not ok then error(st, 0) end
   out.duration = now() - started
   -- The kill (in the session) could not be had in time: the box was stopped.
-  if box.dead and (out.timed_out or out.truncated) then out.box_stopped = true end
+  if box.dead and step.overran(out) then out.box_stopped = true end
   if st == "timeout" or out.box_stopped then -- killed and still not ended, or the box is gone
     out.timed_out = out.timed_out or st == "timeout"
     return result.new(out)
@@ -199,7 +199,7 @@ function _M.run(box, argv, opts, overrun)
     { deadline = math_max(deadline + 0.9, now() + 0.05) })
   if status then
     out.code = compat.tointeger(info.ExitCode)
-  elseif not (out.timed_out or out.truncated) then -- a process killed by lockup: its code says nothing more
+  elseif not step.overran(out) then -- a process killed by lockup: its code says nothing more
     return nil, fail .. info
   end
   return result.new(out)

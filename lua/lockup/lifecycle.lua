@@ -10,6 +10,7 @@ local exec = require "lockup.exec"
 local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
 local cosocket = require "lockup.cosocket"
+local meter = require "lockup.meter"
 
 local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
 local string_format, math_min = string.format, math.min
@@ -39,6 +40,7 @@ _M.START_OPTIONS = {
   pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
   security_opt = "table", volumes = "table",
   unsafe = "table", -- lets through options that hand the box part of the host (hardening.UNSAFE)
+  accounting = "boolean|string", -- what each call cost (lockup.meter): false for none, "engine": the Engine's stats
 }
 
 -- Checks a lane's name (from start, connect or LOCKUP_LANE); raises at level.
@@ -120,6 +122,10 @@ function _M.start(d, opts, mt, park)
   opts = options.check(opts, _M.START_OPTIONS, "start", 2)
   if not opts.image then error("bad argument to 'start' (option 'image' is required)", 2) end
   _M.check_lane(opts.lane, "start", 2)
+  if type(opts.accounting) == "string" and opts.accounting ~= "engine" then
+    error("bad option 'accounting' to 'start' (true, false or \"engine\" expected, got \"" .. opts.accounting
+      .. "\")", 2)
+  end
   local shell = opts.shell or "/bin/sh"
   local labels = labels_of(opts)
   local env = exec.env_list(opts.env, "start")
@@ -193,6 +199,7 @@ function _M.start(d, opts, mt, park)
   if not self.lifeline_pids then
     return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
   end
+  self.meter = meter.open(self, opts.accounting)
   self.lane:answered()
   self.park_name = park
   return self
@@ -268,6 +275,7 @@ function _M.shut(self, why)
     self.lane:close()
     self.lane = nil
   end
+  if self.meter then self.meter:close() end
 end
 
 -- Has a box kept quiet since its session answered: no output, no end of its

@@ -1,6 +1,7 @@
 -- What one command gave back: code, ok, stdout, stderr, duration, the flags
--- that say how it ended (timed_out, truncated, oom, exited, box_stopped), and
--- `status`, which says it in one word. Readable in the REPL.
+-- that say how it ended (timed_out, cpu_limited, truncated, oom, exited,
+-- box_stopped), `status`, which says it in one word, and what it cost
+-- (cpu_user, cpu_sys, memory_peak: lockup.meter). Readable in the REPL.
 local setmetatable, string_format = setmetatable, string.format
 
 local _M = {}
@@ -16,13 +17,17 @@ local function preview(s)
 end
 
 function result_mt.__tostring(r)
-  local how = r.timed_out and "timed out" or string_format("code %s", tostring(r.code))
+  local how = r.timed_out and "timed out" or r.cpu_limited and "out of CPU time"
+    or string_format("code %s", tostring(r.code))
   if r.signal then how = how .. ", signal " .. r.signal end
   if r.truncated then how = how .. ", truncated" end
   if r.oom then how = how .. ", out of memory" end
   if r.exited then how = how .. ", shell exited" end
   if r.box_stopped then how = how .. ", box stopped" end
-  return string_format("lockup.result (%s, %.3fs) stdout=%s stderr=%s", how, r.duration or 0,
+  local cost = ""
+  if r.cpu_user then cost = string_format(", cpu %.3fs user %.3fs sys", r.cpu_user, r.cpu_sys) end
+  if r.memory_peak then cost = cost .. string_format(", peak %.1f MiB", r.memory_peak / 1048576) end
+  return string_format("lockup.result (%s, %.3fs%s) stdout=%s stderr=%s", how, r.duration or 0, cost,
     preview(r.stdout or ""), preview(r.stderr or ""))
 end
 
@@ -37,6 +42,7 @@ end
 -- How the step ended, in one word; the first that applies wins.
 function _M.status_of(t)
   if t.timed_out then return "timeout" end
+  if t.cpu_limited then return "cpu_limit" end
   if t.oom then return "oom" end
   if t.truncated then return "truncated" end
   if t.exited then return "exited" end
@@ -48,7 +54,7 @@ end
 
 function _M.new(t)
   t.stdout, t.stderr = t.stdout or "", t.stderr or "" -- a step may end before any output was read
-  t.ok = t.code == 0 and not t.timed_out
+  t.ok = t.code == 0 and not t.timed_out and not t.cpu_limited
   t.signal = signal_of(t.code)
   t.status = _M.status_of(t)
   return setmetatable(t, result_mt)

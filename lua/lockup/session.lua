@@ -400,14 +400,14 @@ end
 
 -- Sends one step's line, line_of(text, token, source, box), and follows it
 -- to its end: the status ("exit", "timeout", "eof") or nil, err; fills `out`.
--- `overrun`: what step.follow does past the deadline or a cap.
+-- `overrun`: what step.follow does past the deadline, a cap or a CPU limit.
 function step_run(box, line_of, text, source, opts, deadline, out, overrun)
   local token_hex = core.random_hex(16)
   local lane, stream = box.lane, box.stream
   step.arm(box, stream, "\1" .. token_hex, opts)
   local st, err = step.send(lane, stream, line_of(text, token_hex, source, box), opts, deadline)
   if st == true then
-    st, err = step.follow(lane, stream, opts, deadline, out, overrun)
+    st, err = step.follow(lane, stream, opts, deadline, out, overrun, box.meter)
   elseif st == "timeout" then
     out.timed_out = true
   end
@@ -441,7 +441,7 @@ function _M.run(box, cmd, opts)
   if source or not opts.stdin then
     st, err = step_run(box, _M.command_line, cmd, source, opts, deadline, out, busy_overrun(box))
   end
-  if st == "exit" and (out.timed_out or out.truncated) then
+  if st == "exit" and step.overran(out) then
     -- the busy session's sweep (PID 1's, or the exec's on the attach lane,
     -- which its own deadline may cut short) can still be going when the
     -- step ends: the session's own finishes it, so that nothing of the step
@@ -456,7 +456,8 @@ function _M.run(box, cmd, opts)
     out.box_stopped = true
     box:shut(string_format("the box was stopped: a step went on past its %s even with its processes "
       .. "killed (a loop in the shell itself, or the container is paused); start a new box",
-      out.timed_out and ("timeout (" .. (opts.timeout or box.timeout) .. "s)") or "output cap"))
+      out.timed_out and ("timeout (" .. (opts.timeout or box.timeout) .. "s)")
+        or out.cpu_limited and ("CPU limit (" .. opts.cpu_limit .. "s)") or "output cap"))
     -- the lane closed, the lifeline ends the container; the Engine's
     -- confirmation is awaited within the call's second (a later stop() waits longer)
     box:stop(math_max(deadline + 0.95, now() + 0.1))

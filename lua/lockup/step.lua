@@ -87,25 +87,39 @@ function _M.send(lane, stream, data, opts, deadline)
   return true
 end
 
--- Follows a step to its end. Past its deadline or its output cap,
--- `overrun()` is called once: it has the step's processes killed (how depends
--- on the lane and on who holds the session: see lockup.session), and the
--- step then gets GRACE seconds to end, so that a call returns within its
--- timeout plus one second whatever the box does. If it does not end (the
--- shell itself is looping, or the kill could not be had), "timeout" says the
--- box must go. Fills out.stdout, out.stderr, out.truncated, out.timed_out;
--- returns the status ("exit", "eof", "timeout") or nil, err.
-function _M.follow(lane, stream, opts, deadline, out, overrun)
+-- Did the step overrun: its timeout, a cap, or its CPU limit?
+function _M.overran(out)
+  return out.timed_out or out.truncated or out.cpu_limited
+end
+
+-- Follows a step to its end. Past its deadline, its output cap or its
+-- opts.cpu_limit (CPU seconds, read from `meter`: lockup.meter), `overrun()`
+-- is called once: it has the step's processes killed (how depends on the
+-- lane and on who holds the session: see lockup.session), and the step then
+-- gets GRACE seconds to end, so that a call returns within its timeout plus
+-- one second whatever the box does. If it does not end (the shell itself is
+-- looping, or the kill could not be had), "timeout" says the box must go.
+-- Fills out.stdout, out.stderr, out.truncated, out.timed_out,
+-- out.cpu_limited; returns the status ("exit", "eof", "timeout") or nil, err.
+function _M.follow(lane, stream, opts, deadline, out, overrun, meter)
   local killed, st, err = false, nil, nil
+  local limit = meter and opts.cpu_limit
   local t1, t2 = stream:truncated()
   if t1 or t2 then st = "truncated" end -- a cap was reached while the command was sent
   while true do
-    if not st then st, err = collect(lane, stream, opts, killed or deadline) end
-    if st == "timeout" and not killed then out.timed_out = true end
+    if not st then
+      local until_ = killed or deadline
+      if limit and not killed then until_ = meter:check_at(limit, deadline) end
+      st, err = collect(lane, stream, opts, until_)
+      if st == "timeout" and until_ < deadline and not killed then -- woken to look at the CPU time
+        if (meter:used(deadline) or 0) < limit then st = "running" else out.cpu_limited = true end
+      end
+    end
+    if st == "timeout" and not killed and not out.cpu_limited then out.timed_out = true end
     if (st == "timeout" or st == "truncated") and not killed then
-      killed = out.timed_out and now() + _M.GRACE or math_min(deadline, now() + _M.GRACE)
+      killed = (out.timed_out or out.cpu_limited) and now() + _M.GRACE or math_min(deadline, now() + _M.GRACE)
       if overrun then overrun(killed) end
-    elseif st ~= "truncated" then
+    elseif st ~= "truncated" and st ~= "running" then
       t1, t2 = stream:truncated()
       out.stdout = opts.on_stdout and "" or stream:take(1)
       out.stderr = opts.on_stderr and "" or stream:take(2)

@@ -1,0 +1,159 @@
+/* A box's cgroup files on the host, as userdata "lockup.cgroup": the CPU time
+ * and the memory high-water mark of everything in the container, which
+ * lockup.meter reads around each step. The files stay open: a step pays a
+ * few pread(2)s, not opens (cgroup files regenerate at offset 0). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "l_core.h"
+
+typedef struct {
+    int version;   /* 1 or 2 */
+    int cpu[2];    /* v1: cpuacct.usage_user, cpuacct.usage_sys; v2: cpu.stat, -1 */
+    int peak;      /* v1: memory.max_usage_in_bytes; v2: memory.peak; -1: none */
+} lk_cgroup;
+
+static void close_all(lk_cgroup *g) {
+    int *fds[3] = {&g->cpu[0], &g->cpu[1], &g->peak};
+    for (int i = 0; i < 3; i++) {
+        if (*fds[i] >= 0) close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+/* The cgroup at index 1, or NULL once closed (the box was shut while a
+ * call was metered: that call gets no figures, not an error). */
+static lk_cgroup *get(lua_State *L) {
+    lk_cgroup *g = luaL_checkudata(L, 1, LK_CGROUP);
+    return g->cpu[0] < 0 ? NULL : g;
+}
+
+/* The file's text from its start, NUL-free: its length, or -1. */
+static ssize_t read_at0(int fd, char *buf, size_t size) {
+    ssize_t n;
+    do n = pread(fd, buf, size, 0);
+    while (n < 0 && errno == EINTR);
+    return n < (ssize_t)size ? n : -1; /* a file that fills buf is not one of ours */
+}
+
+static int read_u64(int fd, uint64_t *v) {
+    char buf[64];
+    ssize_t n = read_at0(fd, buf, sizeof buf);
+    return n < 0 ? -1 : lk_cg_u64(buf, (size_t)n, v);
+}
+
+/* CPU time so far, user and system, in nanoseconds. */
+static int read_cpu(lk_cgroup *g, uint64_t *user, uint64_t *sys) {
+    if (g->version == 1) return read_u64(g->cpu[0], user) || read_u64(g->cpu[1], sys) ? -1 : 0;
+    char buf[4096];
+    ssize_t n = read_at0(g->cpu[0], buf, sizeof buf);
+    if (n < 0 || lk_cg_cpu_stat(buf, (size_t)n, user, sys)) return -1;
+    *user *= 1000;
+    *sys *= 1000;
+    return 0;
+}
+
+/* Starts the high-water mark afresh at the current usage: v1 for the whole
+ * cgroup (any write), v2 for reads through this descriptor (Linux 6.12+). */
+static int reset_peak(lk_cgroup *g) {
+    const char *word = g->version == 1 ? "0" : "reset";
+    ssize_t n;
+    do n = pwrite(g->peak, word, strlen(word), 0);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+static int open_file(const char *path, int flags) {
+    int fd;
+    do fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* core.cgroup(1, usage_user, usage_sys [, max_usage_in_bytes])
+ * core.cgroup(2, cpu_stat [, nil, memory_peak]) -> cgroup | nil, err
+ * A peak file that cannot be written (not root, a kernel without per-file
+ * reset) is left out: a high-water mark since the box started is not a step's. */
+static int l_open(lua_State *L) {
+    int version = (int)luaL_checkinteger(L, 1);
+    luaL_argcheck(L, version == 1 || version == 2, 1, "cgroup version 1 or 2 expected");
+    const char *cpu0 = luaL_checkstring(L, 2);
+    const char *cpu1 = version == 1 ? luaL_checkstring(L, 3) : NULL;
+    const char *peak = luaL_optstring(L, 4, NULL);
+    lk_cgroup *g = lua_newuserdata(L, sizeof *g);
+    g->version = version;
+    g->cpu[0] = g->cpu[1] = g->peak = -1;
+    luaL_setmetatable(L, LK_CGROUP);
+    g->cpu[0] = open_file(cpu0, O_RDONLY);
+    if (g->cpu[0] < 0) return lk_push_errno(L, cpu0);
+    if (cpu1 && (g->cpu[1] = open_file(cpu1, O_RDONLY)) < 0) {
+        close_all(g);
+        return lk_push_errno(L, cpu1);
+    }
+    uint64_t u, s;
+    if (read_cpu(g, &u, &s)) {
+        close_all(g);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not a cgroup CPU count this lockup can read", cpu0);
+        return 2;
+    }
+    if (peak && (g->peak = open_file(peak, O_RDWR)) >= 0 && (reset_peak(g) || read_u64(g->peak, &u))) {
+        close(g->peak);
+        g->peak = -1;
+    }
+    return 1;
+}
+
+static int gone(lua_State *L) {
+    lua_pushnil(L);
+    lua_pushstring(L, "the box's cgroup could not be read (the box was stopped, or its container ended)");
+    return 2;
+}
+
+/* g:begin() -> user, sys: the CPU seconds so far, with the high-water mark
+ * reset; nil, err when the cgroup is gone (the container ended). */
+static int l_begin(lua_State *L) {
+    lk_cgroup *g = get(L);
+    uint64_t u, s;
+    if (!g || (g->peak >= 0 && reset_peak(g)) || read_cpu(g, &u, &s)) return gone(L);
+    lua_pushnumber(L, (lua_Number)u / 1e9);
+    lua_pushnumber(L, (lua_Number)s / 1e9);
+    return 2;
+}
+
+/* g:sample() -> user, sys, peak bytes (nil: no per-step peak here) | nil, err */
+static int l_sample(lua_State *L) {
+    lk_cgroup *g = get(L);
+    uint64_t u, s, p;
+    if (!g || read_cpu(g, &u, &s) || (g->peak >= 0 && read_u64(g->peak, &p))) return gone(L);
+    lua_pushnumber(L, (lua_Number)u / 1e9);
+    lua_pushnumber(L, (lua_Number)s / 1e9);
+    if (g->peak < 0) return 2;
+    lua_pushnumber(L, (lua_Number)p);
+    return 3;
+}
+
+static int l_close(lua_State *L) {
+    close_all(luaL_checkudata(L, 1, LK_CGROUP));
+    return 0;
+}
+
+/* core.ncpus() -> the host's online CPUs: how fast a box can spend CPU time. */
+static int l_ncpus(lua_State *L) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    lua_pushinteger(L, n > 0 ? n : 1);
+    return 1;
+}
+
+void lk_open_cgroup(lua_State *L) {
+    static const luaL_Reg methods[] = {{"begin", l_begin}, {"sample", l_sample}, {"close", l_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", l_close}, {NULL, NULL}};
+    lk_class(L, LK_CGROUP, methods, meta);
+    lua_pushcfunction(L, l_open);
+    lua_setfield(L, -2, "cgroup");
+    lua_pushcfunction(L, l_ncpus);
+    lua_setfield(L, -2, "ncpus");
+}
