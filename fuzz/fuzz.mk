@@ -1,5 +1,5 @@
 # libFuzzer harnesses for the sans-IO parsers (included by the top Makefile).
-#   make fuzz-build            builds build/fuzz/fuzz_{demux,sentinel,http,frame,output}
+#   make fuzz-build            builds build/fuzz/fuzz_{demux,sentinel,http,frame,output,cgroup}
 #                              (each includes fuzz/fuzz_split.h: CHECK and the cut plan)
 #   make fuzz [FUZZ_SECONDS=60] runs each for FUZZ_SECONDS (make -j3 fuzz: side by side);
 #                              fails if one crashes (the input lands in build/fuzz/artifacts/NAME/)
@@ -14,9 +14,9 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  ?= -g -O1
 FUZZ_FLAGS   ?=
-FUZZ_NAMES   := demux sentinel http frame output
+FUZZ_NAMES   := demux sentinel http frame output cgroup
 FUZZ_DIR     := $(BUILD)/fuzz
-FUZZ_CORE    := src/buf.c src/demux.c src/sentinel.c src/http.c src/frame.c src/output.c
+FUZZ_CORE    := src/buf.c src/demux.c src/sentinel.c src/http.c src/frame.c src/output.c src/cgroup.c
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 # The HTTP harness needs inputs past the head limit (LK_HTTP_HEAD_MAX, 16 KiB).
@@ -25,6 +25,7 @@ FUZZ_MAX_LEN_sentinel := 4096
 FUZZ_MAX_LEN_http     := 20000
 FUZZ_MAX_LEN_frame    := 4096
 FUZZ_MAX_LEN_output   := 4096
+FUZZ_MAX_LEN_cgroup   := 4096
 
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_split.h $(FUZZ_CORE) $(wildcard src/*.h) fuzz/fuzz.mk
 	@mkdir -p $(@D)

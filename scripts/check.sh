@@ -60,7 +60,7 @@ suite "specs against Podman" make --no-print-directory test-podman
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 suite "specs under LuaJIT 2.1" make --no-print-directory test-luajit
 # A short fuzz run per parser: replays the kept corpus, then explores a little.
-for parser in demux sentinel output http frame; do
+for parser in demux sentinel output http frame cgroup; do
     step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
 done
 
