@@ -135,6 +135,12 @@ bench-deadlines: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/deadlines.lua
 .PHONY: bench-deadlines
 
+# bench/meter.lua: what accounting costs a trivial step, against the same
+# step on a box without it in the same run (issue 22: at most 10%).
+bench-meter: $(BUILD)/lockup/core.so
+	$(RUN_ENV) $(LUA) bench/meter.lua
+.PHONY: bench-meter
+
 # bench/pool.lua: warm pool:acquire() under a steady load, a pooled inmate
 # call, and a cold box against the Engine's create+start+remove floor.
 bench-pool: $(BUILD)/lockup/core.so
@@ -150,6 +156,7 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/inmate.lua
 	$(RUN_ENV) $(LUA) bench/pool.lua
 	$(RUN_ENV) $(LUA) bench/deadlines.lua
+	$(RUN_ENV) $(LUA) bench/meter.lua
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
 	$(MAKE) --no-print-directory luajit
 	$(RUN_ENV) $(LUA) bench/openresty.lua

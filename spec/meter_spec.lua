@@ -177,28 +177,45 @@ describe("core.cgroup on recorded files", function()
   setup(function() dir = helper.tmpdir() end)
   teardown(function() helper.rm_rf(dir) end)
 
-  it("v2: cpu.stat's user_usec and system_usec", function()
-    helper.write(dir .. "/cpu.stat", "usage_usec 9823344\nuser_usec 6517093\nsystem_usec 3306251\n"
-      .. "nr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n")
+  local CPU_STAT = "usage_usec %d\nuser_usec %d\nsystem_usec %d\nnr_periods 0\nnr_throttled 0\n"
+    .. "throttled_usec 0\nnr_bursts 0\nburst_usec 0\n"
+
+  it("v2: cpu.stat's user_usec and system_usec, the figures between begin and finish", function()
+    helper.write(dir .. "/cpu.stat", CPU_STAT:format(9823344, 6517093, 3306251))
     local cg = assert(core.cgroup(2, dir .. "/cpu.stat"))
-    local u, s = cg:begin()
-    assert.near(6.517093, u, 1e-9)
-    assert.near(3.306251, s, 1e-9)
-    local u2, s2, peak = cg:sample()
-    assert.equal(u, u2)
-    assert.equal(s, s2)
-    assert.is_nil(peak)
+    assert.equal("cgroup", cg.source)
+    cg:begin()
+    helper.write(dir .. "/cpu.stat", CPU_STAT:format(11823344, 7517093, 4306251))
+    assert.near(2, cg:used(), 1e-9)
+    local r = {}
+    cg:finish(r)
+    assert.near(1, r.cpu_user, 1e-9)
+    assert.near(1, r.cpu_sys, 1e-9)
+    assert.is_nil(r.memory_peak) -- no peak file given
     cg:close()
-    assert.is_nil((cg:sample()))
+    r = {}
+    cg:begin()
+    cg:finish(r)
+    assert.is_nil(r.cpu_user) -- closed: no figures, no error
+    assert.is_nil(cg:used())
   end)
 
-  it("v1: one number a file", function()
+  it("v1: one number a file, in nanoseconds", function()
     helper.write(dir .. "/u", "4000000\n")
     helper.write(dir .. "/s", "16000000\n")
     local cg = assert(core.cgroup(1, dir .. "/u", dir .. "/s"))
-    local u, s = cg:begin()
-    assert.near(0.004, u, 1e-12)
-    assert.near(0.016, s, 1e-12)
+    cg:begin()
+    helper.write(dir .. "/u", "8000000\n")
+    local r = {}
+    cg:finish(r)
+    assert.near(0.004, r.cpu_user, 1e-12)
+    assert.equal(0, r.cpu_sys)
+    -- a file that no longer reads as a count: the call gets no figures
+    cg:begin()
+    helper.write(dir .. "/s", "gone\n")
+    r = {}
+    cg:finish(r)
+    assert.is_nil(r.cpu_user)
     cg:close()
   end)
 

@@ -11,9 +11,11 @@
 #include "l_core.h"
 
 typedef struct {
-    int version;   /* 1 or 2 */
-    int cpu[2];    /* v1: cpuacct.usage_user, cpuacct.usage_sys; v2: cpu.stat, -1 */
-    int peak;      /* v1: memory.max_usage_in_bytes; v2: memory.peak; -1: none */
+    int version;       /* 1 or 2 */
+    int cpu[2];        /* v1: cpuacct.usage_user, cpuacct.usage_sys; v2: cpu.stat, -1 */
+    int peak;          /* v1: memory.max_usage_in_bytes; v2: memory.peak; -1: none */
+    int begun;         /* user0 and sys0 hold the counts at begin */
+    uint64_t user0, sys0;
 } lk_cgroup;
 
 static void close_all(lk_cgroup *g) {
@@ -86,6 +88,7 @@ static int l_open(lua_State *L) {
     lk_cgroup *g = lua_newuserdata(L, sizeof *g);
     g->version = version;
     g->cpu[0] = g->cpu[1] = g->peak = -1;
+    g->begun = 0;
     luaL_setmetatable(L, LK_CGROUP);
     g->cpu[0] = open_file(cpu0, O_RDONLY);
     if (g->cpu[0] < 0) return lk_push_errno(L, cpu0);
@@ -107,33 +110,43 @@ static int l_open(lua_State *L) {
     return 1;
 }
 
-static int gone(lua_State *L) {
-    lua_pushnil(L);
-    lua_pushstring(L, "the box's cgroup could not be read (the box was stopped, or its container ended)");
-    return 2;
-}
-
-/* g:begin() -> user, sys: the CPU seconds so far, with the high-water mark
- * reset; nil, err when the cgroup is gone (the container ended). */
+/* g:begin(): a call begins; the CPU counts now are kept and the high-water
+ * mark starts afresh. Nothing to return: a cgroup that cannot be read (the
+ * container ended) gives the call no figures. */
 static int l_begin(lua_State *L) {
     lk_cgroup *g = get(L);
-    uint64_t u, s;
-    if (!g || (g->peak >= 0 && reset_peak(g)) || read_cpu(g, &u, &s)) return gone(L);
-    lua_pushnumber(L, (lua_Number)u / 1e9);
-    lua_pushnumber(L, (lua_Number)s / 1e9);
-    return 2;
+    if (!g) return 0;
+    g->begun = !(g->peak >= 0 && reset_peak(g)) && !read_cpu(g, &g->user0, &g->sys0);
+    return 0;
 }
 
-/* g:sample() -> user, sys, peak bytes (nil: no per-step peak here) | nil, err */
-static int l_sample(lua_State *L) {
+/* g:used() -> CPU seconds (user + system) since begin, or nil */
+static int l_used(lua_State *L) {
     lk_cgroup *g = get(L);
+    uint64_t u, s;
+    if (!g || !g->begun || read_cpu(g, &u, &s)) return 0;
+    lua_pushnumber(L, ((lua_Number)u - (lua_Number)g->user0 + (lua_Number)s - (lua_Number)g->sys0) / 1e9);
+    return 1;
+}
+
+static void set_number(lua_State *L, const char *key, lua_Number v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, 2, key);
+}
+
+/* g:finish(r): the call ended; r gets cpu_user and cpu_sys (seconds) and
+ * memory_peak (bytes; none without a per-call peak), or nothing when the
+ * cgroup cannot be read. */
+static int l_finish(lua_State *L) {
+    lk_cgroup *g = get(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
     uint64_t u, s, p;
-    if (!g || read_cpu(g, &u, &s) || (g->peak >= 0 && read_u64(g->peak, &p))) return gone(L);
-    lua_pushnumber(L, (lua_Number)u / 1e9);
-    lua_pushnumber(L, (lua_Number)s / 1e9);
-    if (g->peak < 0) return 2;
-    lua_pushnumber(L, (lua_Number)p);
-    return 3;
+    if (!g || !g->begun || read_cpu(g, &u, &s) || (g->peak >= 0 && read_u64(g->peak, &p))) return 0;
+    g->begun = 0;
+    set_number(L, "cpu_user", (lua_Number)(u > g->user0 ? u - g->user0 : 0) / 1e9);
+    set_number(L, "cpu_sys", (lua_Number)(s > g->sys0 ? s - g->sys0 : 0) / 1e9);
+    if (g->peak >= 0) set_number(L, "memory_peak", (lua_Number)p);
+    return 0;
 }
 
 static int l_close(lua_State *L) {
@@ -149,9 +162,19 @@ static int l_ncpus(lua_State *L) {
 }
 
 void lk_open_cgroup(lua_State *L) {
-    static const luaL_Reg methods[] = {{"begin", l_begin}, {"sample", l_sample}, {"close", l_close}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"begin", l_begin}, {"used", l_used}, {"finish", l_finish}, {"close", l_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_close}, {NULL, NULL}};
     lk_class(L, LK_CGROUP, methods, meta);
+    /* what lockup.meter's other source has as fields: its name, and how
+     * often a CPU limit may be checked (a few pread(2)s: often) */
+    luaL_getmetatable(L, LK_CGROUP);
+    lua_getfield(L, -1, "__index");
+    lua_pushliteral(L, "cgroup");
+    lua_setfield(L, -2, "source");
+    lua_pushnumber(L, 0.005);
+    lua_setfield(L, -2, "every");
+    lua_pop(L, 2);
     lua_pushcfunction(L, l_open);
     lua_setfield(L, -2, "cgroup");
     lua_pushcfunction(L, l_ncpus);

@@ -9,7 +9,6 @@ local exec = require "lockup.exec"
 local files = require "lockup.files"
 local options = require "lockup.options"
 local result = require "lockup.result"
-local core = require "lockup.core"
 
 local type, ipairs, error, pcall, tostring = type, ipairs, error, pcall, tostring
 local string_format = string.format
@@ -58,10 +57,9 @@ end
 local function metered(self, body, a, opts)
   local meter = self.meter
   if not meter then return body(self, a, opts) end
-  local deadline = core.monotime() + (opts.timeout or self.timeout)
-  meter:begin(deadline)
+  meter:begin()
   local r, err = body(self, a, opts)
-  if r then meter:finish(r, math.max(deadline + 0.9, core.monotime() + 0.05)) end
+  if r then meter:finish(r) end
   return r, err
 end
 

@@ -4,8 +4,9 @@
 local scheduler = require "lockup.scheduler"
 local core = require "lockup.core"
 
-local math_min = math.min
+local math_min, math_max = math.min, math.max
 local now = core.monotime
+local NCPUS = core.ncpus()
 
 local _M = {}
 
@@ -87,6 +88,13 @@ function _M.send(lane, stream, data, opts, deadline)
   return true
 end
 
+-- When to look again at a step's CPU time against `limit` (seconds): the
+-- soonest the box could have spent the rest, on every CPU of the host.
+local function cpu_check_at(meter, limit, deadline)
+  local left = limit - (meter:used() or 0)
+  return math_min(deadline, now() + math_max(meter.every, left / NCPUS))
+end
+
 -- Did the step overrun: its timeout, a cap, or its CPU limit?
 function _M.overran(out)
   return out.timed_out or out.truncated or out.cpu_limited
@@ -109,10 +117,10 @@ function _M.follow(lane, stream, opts, deadline, out, overrun, meter)
   while true do
     if not st then
       local until_ = killed or deadline
-      if limit and not killed then until_ = meter:check_at(limit, deadline) end
+      if limit and not killed then until_ = cpu_check_at(meter, limit, deadline) end
       st, err = collect(lane, stream, opts, until_)
       if st == "timeout" and until_ < deadline and not killed then -- woken to look at the CPU time
-        if (meter:used(deadline) or 0) < limit then st = "running" else out.cpu_limited = true end
+        if (meter:used() or 0) < limit then st = "running" else out.cpu_limited = true end
       end
     end
     if st == "timeout" and not killed and not out.cpu_limited then out.timed_out = true end
