@@ -84,7 +84,7 @@ end
 local function check_cpu_limit(self, opts, fname)
   local limit = opts.cpu_limit
   if limit == nil then return end
-  if not (limit > 0) then
+  if limit ~= limit or limit <= 0 then -- NaN too
     error(string_format("bad option 'cpu_limit' to '%s' (CPU seconds > 0 expected, got %s)", fname,
       tostring(limit)), 3)
   end
