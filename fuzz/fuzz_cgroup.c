@@ -1,7 +1,9 @@
 /* libFuzzer harness for the cgroup file parsers (src/cgroup.c).
  *
  * Input: a selector byte S, then the file's text. S bit 0: 0 parses it with
- * lk_cg_u64, 1 with lk_cg_cpu_stat (the other bits are unused).
+ * lk_cg_u64, 1 with lk_cg_pair; S bit 1 picks lk_cg_pair's keys: v2's
+ * cpu.stat ("user_usec", "system_usec") or v1's cpuacct.stat ("user",
+ * "system"; one a prefix of the other's line, as "user" is of "user_usec").
  *
  * The text is handed over in a malloc'd copy of exactly its length (so that
  * ASan sees a read past it), and the result must be what a plain reference
@@ -49,7 +51,7 @@ static int ref_u64(const uint8_t *d, size_t n, uint64_t *v) {
     return ref_number(d, n, v);
 }
 
-static int ref_cpu_stat(const uint8_t *d, size_t n, uint64_t *user, uint64_t *sys) {
+static int ref_pair(const uint8_t *d, size_t n, const char *a, const char *b, uint64_t *user, uint64_t *sys) {
     int nuser = 0, nsys = 0;
     size_t s = 0;
     while (s < n) { /* the line d[s..e); text ending in '\n' ends there */
@@ -61,10 +63,10 @@ static int ref_cpu_stat(const uint8_t *d, size_t n, uint64_t *user, uint64_t *sy
         uint64_t v;
         if (ref_number(d + sp + 1, e - sp - 1, &v)) return -1;
         size_t klen = sp - s;
-        if (klen == strlen("user_usec") && memcmp(d + s, "user_usec", klen) == 0) {
+        if (klen == strlen(a) && memcmp(d + s, a, klen) == 0) {
             nuser++;
             *user = v;
-        } else if (klen == strlen("system_usec") && memcmp(d + s, "system_usec", klen) == 0) {
+        } else if (klen == strlen(b) && memcmp(d + s, b, klen) == 0) {
             nsys++;
             *sys = v;
         }
@@ -78,7 +80,7 @@ static int ref_cpu_stat(const uint8_t *d, size_t n, uint64_t *user, uint64_t *sy
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    unsigned sel = data[0] & 1;
+    unsigned sel = data[0] & 1, v1_keys = data[0] & 2;
     data++;
     size--;
 
@@ -95,8 +97,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rg == 0) CHECK(got == want);
     } else {
         uint64_t wu = 0, ws = 0, gu = 0xa5a5a5a5a5a5a5a5u, gs = 0x5a5a5a5a5a5a5a5au;
-        int rw = ref_cpu_stat(data, size, &wu, &ws);
-        int rg = lk_cg_cpu_stat(copy, size, &gu, &gs);
+        const char *a = v1_keys ? "user" : "user_usec", *b = v1_keys ? "system" : "system_usec";
+        int rw = ref_pair(data, size, a, b, &wu, &ws);
+        int rg = lk_cg_pair(copy, size, a, b, &gu, &gs);
         CHECK(rg == 0 || rg == -1);
         CHECK(rg == rw);
         if (rg == 0) {

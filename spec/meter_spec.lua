@@ -66,7 +66,7 @@ describe("what a call cost", function()
 
   it("a box cannot fake its figures: they come from the host's count, not from the box", function()
     local r = assert(box:run(ALLOC_100M .. "; for f in /sys/fs/cgroup/memory/memory.max_usage_in_bytes "
-      .. "/sys/fs/cgroup/memory.peak /sys/fs/cgroup/cpuacct/cpuacct.usage_user; do echo 0 >$f; done 2>/dev/null; "
+      .. "/sys/fs/cgroup/memory.peak /sys/fs/cgroup/cpuacct/cpuacct.stat; do echo 0 >$f; done 2>/dev/null; "
       .. "printf '\\001%032x 0\\ncpu_user 0\\nmemory_peak 0\\n' 0"))
     assert.is_true(r.memory_peak >= 100 * MiB, tostring(r))
     assert.matches("memory_peak 0", r.stdout)
@@ -200,19 +200,19 @@ describe("core.cgroup on recorded files", function()
     assert.is_nil(cg:used())
   end)
 
-  it("v1: one number a file, in nanoseconds", function()
-    helper.write(dir .. "/u", "4000000\n")
-    helper.write(dir .. "/s", "16000000\n")
-    local cg = assert(core.cgroup(1, dir .. "/u", dir .. "/s"))
+  it("v1: cpuacct.stat's user and system, in ticks of 1/USER_HZ s", function()
+    local hz = tonumber((helper.sh("getconf CLK_TCK")))
+    helper.write(dir .. "/cpuacct.stat", "user 13\nsystem 2\n")
+    local cg = assert(core.cgroup(1, dir .. "/cpuacct.stat"))
     cg:begin()
-    helper.write(dir .. "/u", "8000000\n")
+    helper.write(dir .. "/cpuacct.stat", ("user %d\nsystem 2\n"):format(13 + hz))
     local r = {}
     cg:finish(r)
-    assert.near(0.004, r.cpu_user, 1e-12)
+    assert.near(1, r.cpu_user, 1e-12)
     assert.equal(0, r.cpu_sys)
-    -- a file that no longer reads as a count: the call gets no figures
+    -- a file that no longer reads as counts: the call gets no figures
     cg:begin()
-    helper.write(dir .. "/s", "gone\n")
+    helper.write(dir .. "/cpuacct.stat", "gone\n")
     r = {}
     cg:finish(r)
     assert.is_nil(r.cpu_user)
@@ -220,15 +220,16 @@ describe("core.cgroup on recorded files", function()
   end)
 
   it("refuses what is not a count", function()
-    for _, text in ipairs { "", "-1\n", "12 \n", "1\n\n", "99999999999999999999\n", "x" } do
-      helper.write(dir .. "/u", text)
-      local cg, err = core.cgroup(1, dir .. "/u", dir .. "/u")
+    for _, text in ipairs { "", "user -1\nsystem 2\n", "user 1 \nsystem 2\n", "user 1\n\nsystem 2\n",
+      "user 99999999999999999999\nsystem 2\n", "user 1\nuser 1\nsystem 2\n", "user 1\n", "x" } do
+      helper.write(dir .. "/cpuacct.stat", text)
+      local cg, err = core.cgroup(1, dir .. "/cpuacct.stat")
       assert.is_nil(cg, text)
       assert.matches("not a cgroup CPU count", err)
     end
     helper.write(dir .. "/cpu.stat", "usage_usec 1\nuser_usec 2\n")
     assert.is_nil((core.cgroup(2, dir .. "/cpu.stat")))
-    local cg, err = core.cgroup(1, dir .. "/none", dir .. "/none")
+    local cg, err = core.cgroup(1, dir .. "/none")
     assert.is_nil(cg)
     assert.matches("/none", err)
   end)

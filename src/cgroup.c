@@ -25,8 +25,9 @@ int lk_cg_u64(const char *buf, size_t len, uint64_t *v) {
     return i == len ? 0 : -1;
 }
 
-int lk_cg_cpu_stat(const char *buf, size_t len, uint64_t *user_usec, uint64_t *system_usec) {
-    int have_user = 0, have_system = 0;
+int lk_cg_pair(const char *buf, size_t len, const char *a, const char *b, uint64_t *va, uint64_t *vb) {
+    size_t alen = strlen(a), blen = strlen(b);
+    int have_a = 0, have_b = 0;
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(buf + i, '\n', len - i);
@@ -36,14 +37,14 @@ int lk_cg_cpu_stat(const char *buf, size_t len, uint64_t *user_usec, uint64_t *s
         size_t key = (size_t)(sp - buf) - i, j = (size_t)(sp - buf) + 1;
         uint64_t v;
         if (digits(buf, end, &j, &v) || j != end) return -1;
-        if (key == 9 && !memcmp(buf + i, "user_usec", 9)) {
-            if (have_user++) return -1;
-            *user_usec = v;
-        } else if (key == 11 && !memcmp(buf + i, "system_usec", 11)) {
-            if (have_system++) return -1;
-            *system_usec = v;
+        if (key == alen && !memcmp(buf + i, a, alen)) {
+            if (have_a++) return -1;
+            *va = v;
+        } else if (key == blen && !memcmp(buf + i, b, blen)) {
+            if (have_b++) return -1;
+            *vb = v;
         }
         i = end + 1;
     }
-    return have_user && have_system ? 0 : -1;
+    return have_a && have_b ? 0 : -1;
 }

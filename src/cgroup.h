@@ -14,8 +14,10 @@
  * bytes, a value past 2^64 - 1). */
 int lk_cg_u64(const char *buf, size_t len, uint64_t *v);
 
-/* cgroup v2's cpu.stat ("key value" lines): the values of user_usec and
- * system_usec. 0 when both were found, well formed, once each; -1 otherwise. */
-int lk_cg_cpu_stat(const char *buf, size_t len, uint64_t *user_usec, uint64_t *system_usec);
+/* A "key value" file, as v1's cpuacct.stat ("user" and "system", in
+ * USER_HZ ticks) and v2's cpu.stat ("user_usec" and "system_usec") are: the
+ * values of keys a and b (other keys are skipped). 0 when both were found,
+ * well formed, once each, and every line is "key SP digits"; -1 otherwise. */
+int lk_cg_pair(const char *buf, size_t len, const char *a, const char *b, uint64_t *va, uint64_t *vb);
 
 #endif

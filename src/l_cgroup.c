@@ -10,27 +10,27 @@
 #include "cgroup.h"
 #include "l_core.h"
 
+static long user_hz = 100; /* sysconf(_SC_CLK_TCK), at lk_open_cgroup */
+
 typedef struct {
     int version;       /* 1 or 2 */
-    int cpu[2];        /* v1: cpuacct.usage_user, cpuacct.usage_sys; v2: cpu.stat, -1 */
+    int cpu;           /* v1: cpuacct.stat; v2: cpu.stat */
     int peak;          /* v1: memory.max_usage_in_bytes; v2: memory.peak; -1: none */
     int begun;         /* user0 and sys0 hold the counts at begin */
     uint64_t user0, sys0;
 } lk_cgroup;
 
 static void close_all(lk_cgroup *g) {
-    int *fds[3] = {&g->cpu[0], &g->cpu[1], &g->peak};
-    for (int i = 0; i < 3; i++) {
-        if (*fds[i] >= 0) close(*fds[i]);
-        *fds[i] = -1;
-    }
+    if (g->cpu >= 0) close(g->cpu);
+    if (g->peak >= 0) close(g->peak);
+    g->cpu = g->peak = -1;
 }
 
 /* The cgroup at index 1, or NULL once closed (the box was shut while a
  * call was metered: that call gets no figures, not an error). */
 static lk_cgroup *get(lua_State *L) {
     lk_cgroup *g = luaL_checkudata(L, 1, LK_CGROUP);
-    return g->cpu[0] < 0 ? NULL : g;
+    return g->cpu < 0 ? NULL : g;
 }
 
 /* The file's text from its start, NUL-free: its length, or -1. */
@@ -47,14 +47,24 @@ static int read_u64(int fd, uint64_t *v) {
     return n < 0 ? -1 : lk_cg_u64(buf, (size_t)n, v);
 }
 
-/* CPU time so far, user and system, in nanoseconds. */
+/* CPU time so far, user and system, in nanoseconds. One file, one read:
+ * v1's cpuacct.stat counts in USER_HZ ticks (cpuacct.usage_user and
+ * usage_sys have finer figures, but two reads cost a trivial step more than
+ * issue 22 allows), v2's cpu.stat in microseconds. */
 static int read_cpu(lk_cgroup *g, uint64_t *user, uint64_t *sys) {
-    if (g->version == 1) return read_u64(g->cpu[0], user) || read_u64(g->cpu[1], sys) ? -1 : 0;
     char buf[4096];
-    ssize_t n = read_at0(g->cpu[0], buf, sizeof buf);
-    if (n < 0 || lk_cg_cpu_stat(buf, (size_t)n, user, sys)) return -1;
-    *user *= 1000;
-    *sys *= 1000;
+    ssize_t n = read_at0(g->cpu, buf, sizeof buf);
+    if (n < 0) return -1;
+    uint64_t scale;
+    if (g->version == 1) {
+        if (lk_cg_pair(buf, (size_t)n, "user", "system", user, sys)) return -1;
+        scale = 1000000000u / (uint64_t)user_hz;
+    } else {
+        if (lk_cg_pair(buf, (size_t)n, "user_usec", "system_usec", user, sys)) return -1;
+        scale = 1000;
+    }
+    *user *= scale;
+    *sys *= scale;
     return 0;
 }
 
@@ -75,32 +85,27 @@ static int open_file(const char *path, int flags) {
     return fd;
 }
 
-/* core.cgroup(1, usage_user, usage_sys [, max_usage_in_bytes])
- * core.cgroup(2, cpu_stat [, nil, memory_peak]) -> cgroup | nil, err
+/* core.cgroup(1, cpuacct_stat [, max_usage_in_bytes])
+ * core.cgroup(2, cpu_stat [, memory_peak]) -> cgroup | nil, err
  * A peak file that cannot be written (not root, a kernel without per-file
- * reset) is left out: a high-water mark since the box started is not a step's. */
+ * reset) is left out: a high-water mark since the box started is not a call's. */
 static int l_open(lua_State *L) {
     int version = (int)luaL_checkinteger(L, 1);
     luaL_argcheck(L, version == 1 || version == 2, 1, "cgroup version 1 or 2 expected");
-    const char *cpu0 = luaL_checkstring(L, 2);
-    const char *cpu1 = version == 1 ? luaL_checkstring(L, 3) : NULL;
-    const char *peak = luaL_optstring(L, 4, NULL);
+    const char *cpu = luaL_checkstring(L, 2);
+    const char *peak = luaL_optstring(L, 3, NULL);
     lk_cgroup *g = lua_newuserdata(L, sizeof *g);
     g->version = version;
-    g->cpu[0] = g->cpu[1] = g->peak = -1;
+    g->cpu = g->peak = -1;
     g->begun = 0;
     luaL_setmetatable(L, LK_CGROUP);
-    g->cpu[0] = open_file(cpu0, O_RDONLY);
-    if (g->cpu[0] < 0) return lk_push_errno(L, cpu0);
-    if (cpu1 && (g->cpu[1] = open_file(cpu1, O_RDONLY)) < 0) {
-        close_all(g);
-        return lk_push_errno(L, cpu1);
-    }
+    g->cpu = open_file(cpu, O_RDONLY);
+    if (g->cpu < 0) return lk_push_errno(L, cpu);
     uint64_t u, s;
     if (read_cpu(g, &u, &s)) {
         close_all(g);
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: not a cgroup CPU count this lockup can read", cpu0);
+        lua_pushfstring(L, "%s: not a cgroup CPU count this lockup can read", cpu);
         return 2;
     }
     if (peak && (g->peak = open_file(peak, O_RDWR)) >= 0 && (reset_peak(g) || read_u64(g->peak, &u))) {
@@ -165,6 +170,8 @@ void lk_open_cgroup(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"begin", l_begin}, {"used", l_used}, {"finish", l_finish}, {"close", l_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_close}, {NULL, NULL}};
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz > 0 && 1000000000 % hz == 0) user_hz = hz;
     lk_class(L, LK_CGROUP, methods, meta);
     /* what lockup.meter's other source has as fields: its name, and how
      * often a CPU limit may be checked (a few pread(2)s: often) */

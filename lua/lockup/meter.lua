@@ -6,8 +6,8 @@
 -- (the figures into the result r), close(), and the fields `source` and
 -- `every` (how often a CPU limit may be looked at). Two sources:
 --  * "cgroup": where the Engine runs on this host, the container's cgroup
---    here, a lockup.core cgroup (v1 cpuacct and memory, or v2 cpu.stat and
---    memory.peak) with its files kept open: a few pread(2)s a call. The peak
+--    here, a lockup.core cgroup (v1 cpuacct.stat and memory, or v2 cpu.stat
+--    and memory.peak) with its files kept open: four syscalls a call. The peak
 --    is reset as each call begins (v1: memory.max_usage_in_bytes; v2:
 --    memory.peak through lockup's own descriptor, Linux 6.12+), so it is the
 --    call's own.
@@ -47,13 +47,12 @@ local function host_cgroup(box)
     end
   end
   if v1.cpuacct then
-    local cg = core.cgroup(1, v1.cpuacct .. "/cpuacct.usage_user", v1.cpuacct .. "/cpuacct.usage_sys",
-      v1.memory and (v1.memory .. "/memory.max_usage_in_bytes"))
+    local cg = core.cgroup(1, v1.cpuacct .. "/cpuacct.stat", v1.memory and (v1.memory .. "/memory.max_usage_in_bytes"))
     if cg then return cg end
   end
   if v2 then
     local dir = "/sys/fs/cgroup" .. v2
-    return core.cgroup(2, dir .. "/cpu.stat", nil, dir .. "/memory.peak") or nil
+    return core.cgroup(2, dir .. "/cpu.stat", dir .. "/memory.peak") or nil
   end
   return nil
 end
