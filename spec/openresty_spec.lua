@@ -46,7 +46,7 @@ describe("lockup inside nginx #nginx", function()
   setup(function() server = nginx.start() end)
   teardown(function() if server then server:stop() end end)
 
-  it("runs a command in a box from a handler and returns code, stdout and stderr exactly", function()
+  it("runs a command in a box from a handler and returns code, stdout and stderr exactly, and its cost", function()
     local body, status = server:curl { path = "/run?cmd=" .. url_encode("printf 'a\\0b\\n'; echo oops >&2; exit 3") }
     assert.equal(200, status, body .. server:log())
     local r = cjson.decode(body)
@@ -54,6 +54,12 @@ describe("lockup inside nginx #nginx", function()
     assert.equal("a\0b\n", r.stdout)
     assert.equal("oops\n", r.stderr)
     assert.equal("attach", r.lane)
+    assert.is_nil(r.cpu_user) -- the step ended the shell: the box's cgroup went with it
+    -- what a step cost, from the box's cgroup, read from inside nginx too
+    body = server:curl { path = "/run?cmd=" .. url_encode("dd if=/dev/zero of=/dev/null bs=100M count=1") }
+    r = cjson.decode(body)
+    assert.is_true(type(r.cpu_user) == "number" and r.cpu_user + r.cpu_sys > 0, body)
+    assert.is_true(r.memory_peak >= 100 * 1024 * 1024, body)
   end)
 
   -- Issue 19 on the cosocket lane: a 1 s timeout holds under a flood,
