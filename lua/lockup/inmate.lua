@@ -59,7 +59,9 @@ local VIOLATION = setmetatable({}, { __tostring = function() return "inmate prot
 -- Errors --------------------------------------------------------------------
 
 -- An error raised by a call: a table with `kind`, `message`, `traceback` (the
--- jail's, for kind "error") and `fn`; tostring gives the whole story.
+-- jail's, for kind "error") and `fn`, and, when the call ran in a box that
+-- could be metered, what it cost there (`cpu_user`, `cpu_sys`, `memory_peak`:
+-- lockup.meter); tostring gives the whole story.
 --   kind: "error" (raised inside the jail), "unknown_function", "argument"
 --   (cannot be sent), "timeout", "oom", "crashed" (the jail's Lua ended without
 --   an answer), "died" (the container went away), "protocol" (the jail sent
@@ -77,9 +79,11 @@ function error_mt.__tostring(self)
   return head .. "\n(in the jail) " .. tb
 end
 
-local function raise(self, kind, fn, message, traceback)
+local function raise(self, kind, fn, message, traceback, cost)
+  cost = cost or {}
   error(setmetatable({ kind = kind, fn = fn, message = message, traceback = traceback,
-    jail = self.local_mode and "local mode" or self.image or "not built" }, error_mt), 0)
+    jail = self.local_mode and "local mode" or self.image or "not built",
+    cpu_user = cost.cpu_user, cpu_sys = cost.cpu_sys, memory_peak = cost.memory_peak }, error_mt), 0)
 end
 
 -- The jail ------------------------------------------------------------------
@@ -315,16 +319,17 @@ local function reader(self, on_yield, deadline)
 end
 
 -- What a call's end means for its caller: its results, or a raised error.
-local function conclude(self, fn, state)
-  if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad) end
-  if state.limit then raise(self, "protocol", fn, state.limit) end
+-- `cost`: the exec's result, for what the call cost (nil in local mode).
+local function conclude(self, fn, state, cost)
+  if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad, nil, cost) end
+  if state.limit then raise(self, "protocol", fn, state.limit, nil, cost) end
   if state.results then return table_unpack(state.results, 1, state.results.n) end
   if state.error then
     local e = state.error
     local kind = (e.kind == "unknown_function" or e.kind == "bad_request") and e.kind or "error"
-    raise(self, kind, fn, e.message, type(e.traceback) == "string" and e.traceback or nil)
+    raise(self, kind, fn, e.message, type(e.traceback) == "string" and e.traceback or nil, cost)
   end
-  return raise(self, "crashed", fn, "the jail's Lua ended without an answer")
+  return raise(self, "crashed", fn, "the jail's Lua ended without an answer", nil, cost)
 end
 
 -- The tail of the jail's stderr, for a crash report.
@@ -362,20 +367,22 @@ local function call_in_box(self, box, fn, request, on_yield, timeout)
   -- user's own on_yield / on_output raising (passed on as it is).
   if not ok and r ~= VIOLATION then error(r, 0) end
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end
-  if state.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout)) end
-  if state.bad or state.limit then return conclude(self, fn, state) end
+  if state.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout), nil, r) end
+  if state.bad or state.limit then return conclude(self, fn, state, r) end
   if not r or (r.code == 137 and not r.timed_out and not r.oom and gone(self, box)) then
     raise(self, "died", fn, "the jail's container went away during the call"
       .. (rerr and (": " .. tostring(rerr)) or " (killed or removed from outside)") .. tail_of(errs))
   end
-  if r.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout)) end
-  if r.oom then raise(self, "oom", fn, "the jail ran out of memory (raise it with start = { memory = ... })") end
+  if r.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout), nil, r) end
+  if r.oom then
+    raise(self, "oom", fn, "the jail ran out of memory (raise it with start = { memory = ... })", nil, r)
+  end
   if not state.final then
     local how = r.code == 139 and "a segmentation fault" or r.code > 128 and ("signal " .. (r.code - 128))
       or ("exit code " .. r.code)
-    raise(self, "crashed", fn, "the jail's Lua ended without an answer (" .. how .. ")" .. tail_of(errs))
+    raise(self, "crashed", fn, "the jail's Lua ended without an answer (" .. how .. ")" .. tail_of(errs), nil, r)
   end
-  return conclude(self, fn, state)
+  return conclude(self, fn, state, r)
 end
 
 local function box_call(self, fn, request, on_yield, timeout)
