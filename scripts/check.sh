@@ -16,7 +16,19 @@ LOCKUP_EXTRA_PACKAGES="nginx-light libnginx-mod-http-lua lua-resty-core libluaji
 passed=0 failed=0 pending=0
 counts=$(mktemp)
 failures=$(mktemp)
-trap 'rm -f "$counts" "$failures"' EXIT
+times=$(mktemp)
+trap 'rm -f "$counts" "$failures" "$times"' EXIT
+started=$(date +%s)
+
+# timed NAME COMMAND...: runs it, and notes how long it took for the summary.
+timed() {
+    t0=$(date +%s)
+    shift
+    "$@"
+    rc=$?
+    printf '%5d s  %s\n' $(($(date +%s) - t0)) "$name" >>"$times"
+    return $rc
+}
 
 # suite NAME COMMAND...: runs a busted suite; its output handler writes the counts.
 suite() {
@@ -24,7 +36,7 @@ suite() {
     shift
     echo "== $name"
     : >"$counts"
-    LOCKUP_COUNTS=$counts "$@"
+    LOCKUP_COUNTS=$counts timed "$name" "$@"
     rc=$?
     if read -r p f n <"$counts" && [ -n "$p" ]; then
         passed=$((passed + p)) failed=$((failed + f)) pending=$((pending + n))
@@ -42,7 +54,7 @@ step() {
     name=$1
     shift
     echo "== $name"
-    if "$@"; then passed=$((passed + 1)); else echo "$name: FAILED" | tee -a "$failures"; failed=$((failed + 1)); fi
+    if timed "$name" "$@"; then passed=$((passed + 1)); else echo "$name: FAILED" | tee -a "$failures"; failed=$((failed + 1)); fi
 }
 
 step "build" make --no-print-directory
@@ -71,6 +83,10 @@ left=$(docker -H unix:///run/lockup-tls/docker.sock ps -aq --filter label=lockup
 step "no box left behind (TLS daemon)" test "$left" -eq 0
 left=$(podman --url unix:///run/podman/podman.sock ps -aq --filter label=lockup.owner | wc -l)
 step "no box left behind (Podman)" test "$left" -eq 0
+
+echo "== time per part"
+cat "$times"
+printf '%5d s  make check in all\n' $(($(date +%s) - started))
 
 # What failed, again, where a log cut to its tail still shows it.
 [ -s "$failures" ] && { echo "== what failed"; cat "$failures"; }
