@@ -90,7 +90,7 @@ test-tls: $(BUILD)/lockup/core.so
 # the daemon-killing spec/faults_spec.lua stays Docker's.
 PODMAN_SOCK  ?= /run/podman/podman.sock
 PODMAN_SPECS := spec/engine_spec.lua spec/run_spec.lua spec/lifecycle_spec.lua spec/lane_spec.lua \
-	spec/files_spec.lua spec/image_spec.lua spec/inmate_spec.lua spec/pool_spec.lua spec/meter_spec.lua
+	spec/files_spec.lua spec/image_spec.lua spec/inmate_spec.lua spec/pool_spec.lua spec/meter_spec.lua spec/pause_spec.lua
 test-podman: $(BUILD)/lockup/core.so
 	PODMAN_SOCK=$(PODMAN_SOCK) ./scripts/podman.sh
 	DOCKER_HOST=unix://$(PODMAN_SOCK) $(BUSTED) --exclude-tags=nginx,slow $(PODMAN_SPECS)

@@ -14,6 +14,14 @@ local PROCS = [[for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done 
 
 local function cpu(r) return r.cpu_user + r.cpu_sys end
 
+-- A second of spinning on the box's one CPU (cpus = 1): about a second of CPU
+-- time on a quiet machine; under load the box gets less of the host, so the
+-- figure must only be a good part of it and never more than the wall time
+-- (plus a tick of 10 ms, the v1 counters' step).
+local function spun(r)
+  return cpu(r) > 0.5 and cpu(r) <= r.duration + 0.02 and r.cpu_user > cpu(r) / 2
+end
+
 describe("what a call cost", function()
   local docker, box
 
@@ -40,12 +48,11 @@ describe("what a call cost", function()
 
   it("a CPU-bound second reports about a second of CPU time, mostly user; a sleep close to none", function()
     local r = assert(box:run(SPIN_1S))
-    assert.is_true(cpu(r) > 0.8 and cpu(r) < 1.25, tostring(r))
-    assert.is_true(r.cpu_user > 0.7, tostring(r))
+    assert.is_true(spun(r), tostring(r))
     r = assert(box:run("sleep 1"))
     assert.is_true(cpu(r) < 0.05, tostring(r))
     r = assert(box:exec({ "sh", "-c", SPIN_1S }))
-    assert.is_true(cpu(r) > 0.8 and cpu(r) < 1.25, tostring(r))
+    assert.is_true(spun(r), tostring(r))
   end)
 
   it("two steps' figures do not mix, nor do two boxes' at once", function()
@@ -60,7 +67,7 @@ describe("what a call cost", function()
       idle = assert(other:run("sleep 1"))
     end)
     other:stop()
-    assert.is_true(cpu(busy) > 0.8, tostring(busy))
+    assert.is_true(spun(busy), tostring(busy))
     assert.is_true(cpu(idle) < 0.05, tostring(idle))
   end)
 
@@ -103,8 +110,9 @@ describe("what a call cost", function()
         assert.is_false(r.ok)
         assert.is_nil(r.timed_out)
         assert.is_nil(r.box_stopped)
-        assert.is_true(took < 0.5 + 1.5, "took " .. took .. " s")
-        assert.is_true(cpu(r) >= 0.45 and cpu(r) < 1.5, tostring(r))
+        -- on a quiet machine 0.46-0.57 s; under load the box gets its CPU second slower
+        assert.is_true(took < 0.5 + 3, "took " .. took .. " s")
+        assert.is_true(cpu(r) >= 0.49 and cpu(r) < 1, tostring(r))
         assert.equal("ok\n", assert(box:run("echo ok")).stdout)
         local procs -- as many as before: the spinners are gone
         assert.is_truthy(helper.eventually(function()
@@ -149,7 +157,7 @@ describe("what a call cost", function()
     it("\"engine\": CPU time from the Engine's stats, no peak (the stats have none to reset)", function()
       local b = assert(docker:start { image = helper.IMAGE, accounting = "engine" })
       local r = assert(b:run(SPIN_1S))
-      assert.is_true(cpu(r) > 0.8 and cpu(r) < 1.25, tostring(r))
+      assert.is_true(spun(r), tostring(r))
       assert.is_nil(r.memory_peak)
       r = assert(b:exec({ "sh", "-c", "while :; do :; done" }, { cpu_limit = 0.5, timeout = 20 }))
       assert.equal("cpu_limit", r.status, tostring(r))
@@ -170,7 +178,7 @@ describe("what a call cost", function()
     end
     local b = assert(docker:start { image = helper.IMAGE, runtime = "runsc", lane = "attach" })
     local r = assert(b:run(SPIN_1S))
-    assert.is_true(cpu(r) > 0.8 and cpu(r) < 2.5, tostring(r))
+    assert.is_true(cpu(r) > 0.5 and cpu(r) < 2.5, tostring(r)) -- the sandbox's own threads count too
     r = assert(b:run(ALLOC_100M))
     assert.is_true(r.memory_peak >= 100 * MiB, tostring(r))
     r = assert(b:run("sh -c 'while :; do :; done'", { cpu_limit = 0.5, timeout = 20 }))

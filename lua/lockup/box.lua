@@ -28,7 +28,7 @@ local Box = {}
 local box_mt = { __index = Box, __name = "lockup.box" }
 
 function box_mt.__tostring(self)
-  local state = self.dead and ("dead: " .. self.dead) or "running"
+  local state = self.dead and ("dead: " .. self.dead) or self.paused and "paused" or "running"
   return string_format("lockup.box %s (%s, %s lane, %s)", self.id:sub(1, 12), self.image, self.lane_name, state)
 end
 
@@ -37,17 +37,22 @@ end
 -- closing the lane ends the container (the lifeline; AutoRemove removes it).
 
 Box.stop, Box.shut, Box.reap = lifecycle.stop, lifecycle.shut, lifecycle.reap
+Box.pause, Box.resume = lifecycle.pause, lifecycle.resume
 box_mt.__close = function(self) self:stop() end
 Box.put, Box.put_file, Box.get, Box.get_file = files.put, files.put_file, files.get, files.get_file
 
--- Takes the box for one call, in call order; nil, err when it is dead.
+local PAUSED = "the box is paused (box:pause()): box:resume() it first"
+
+-- Takes the box for one call, in call order; nil, err when it is dead or
+-- paused (a paused box would only let the call time out).
 local function acquire(self)
   if self.dead then return nil, self.dead end
+  if self.paused then return nil, PAUSED end
   local ok, err = self.lock:lock()
   if not ok then return nil, err end
-  if self.dead then
+  if self.dead or self.paused then
     self.lock:unlock()
-    return nil, self.dead
+    return nil, self.dead or PAUSED
   end
   return true
 end
@@ -138,7 +143,10 @@ end
 -- started, background ones too; the shell and its state stay. Used on a
 -- timeout or output cap; callable while another coroutine's step runs (that
 -- step then ends, killed).
-Box.kill_processes = session.kill_processes
+function Box:kill_processes()
+  if self.paused then return nil, PAUSED end
+  return session.kill_processes(self)
+end
 
 -- docker:start(opts) -> box | nil, err (lockup.lifecycle does the work;
 -- `park` is lockup.pool's, inside nginx).

@@ -325,6 +325,33 @@ local function confirm_gone(d, id, deadline)
     err and (": " .. err) or "")
 end
 
+-- box:pause() / box:resume() -> true | nil, err: the Engine's freezer. A
+-- call in flight (another coroutine's) ends first: pause takes the box. While
+-- paused, calls on the box fail at once saying so (box.lua), and stop()
+-- removes it as usual; the lifeline is frozen too, so a paused box whose
+-- process dies is left to lockup.prune() (README, "Pausing a box").
+local function freezer(self, path, want, fname)
+  if self.dead then return nil, self.dead end
+  if (self.paused or false) ~= want then
+    return nil, want and "the box is not paused" or "the box is already paused"
+  end
+  local ok, err = self.lock:lock()
+  if not ok then return nil, err end
+  local status, rerr = true, nil
+  if not self.dead then
+    status, rerr = self.docker:request("POST", "/containers/" .. self.id .. path,
+      { deadline = core.monotime() + REMOVE_TIMEOUT })
+    if status then self.paused = not want or nil end
+  end
+  self.lock:unlock()
+  if self.dead then return nil, self.dead end
+  if not status then return nil, fname .. " box " .. self.id:sub(1, 12) .. ": " .. rerr end
+  return true
+end
+
+function _M.pause(self) return freezer(self, "/pause", false, "pausing") end
+function _M.resume(self) return freezer(self, "/unpause", true, "resuming") end
+
 -- Kills and removes the container; idempotent. Returns true once the Engine
 -- no longer knows it, else nil, err (and a later stop tries again).
 -- `deadline` (lockup's own calls: a step that had to stop its box) bounds
@@ -336,6 +363,11 @@ function _M.stop(self, deadline)
   -- A call in progress owns the lane; it sees the stream end and closes it.
   if not self.lock.owner then self:shut(self.dead) end
   local started = core.monotime()
+  if self.paused then -- gVisor's sandbox does not die frozen: thawed first (runc's does)
+    self.docker:request("POST", "/containers/" .. self.id .. "/unpause",
+      { deadline = deadline or started + REMOVE_TIMEOUT })
+    self.paused = nil
+  end
   if self.exit_code == nil then
     local status, err, code = self.docker:request("POST", "/containers/" .. self.id .. "/kill",
       { deadline = deadline or started + REMOVE_TIMEOUT })
