@@ -31,6 +31,7 @@ build = {
     ["lockup.session"] = "lua/lockup/session.lua",
     ["lockup.step"] = "lua/lockup/step.lua",
     ["lockup.meter"] = "lua/lockup/meter.lua",
+    ["lockup.mutex"] = "lua/lockup/mutex.lua",
     ["lockup.exec"] = "lua/lockup/exec.lua",
     ["lockup.lane.attach"] = "lua/lockup/lane/attach.lua",
     ["lockup.lane.fifo"] = "lua/lockup/lane/fifo.lua",

@@ -279,7 +279,7 @@ describe("lockup.scheduler", function()
     end)
 
     it("parks, wakes and locks a mutex from wrapped coroutines", function()
-      local m = scheduler.mutex()
+      local m = require("lockup.mutex").new()
       local log = {}
       local sleeper
       lockup.run(function()

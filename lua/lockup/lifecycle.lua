@@ -11,6 +11,7 @@ local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
 local cosocket = require "lockup.cosocket"
 local meter = require "lockup.meter"
+local mutex = require "lockup.mutex"
 
 local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
 local string_format, math_min = string.format, math.min
@@ -172,7 +173,7 @@ function _M.start(d, opts, mt, park)
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     lane_name = kind.name, lane = lane,
-    stream = core.stream(), lock = scheduler.mutex(), reap_lock = scheduler.mutex(),
+    stream = core.stream(), lock = mutex.new(), reap_lock = mutex.new(),
   }, mt)
   local function fail(why, c)
     self:shut("the box failed to start")

@@ -535,42 +535,6 @@ function _M.wrap(fn)
   end
 end
 
---- mutex -----------------------------------------------------------------------
-
--- A FIFO lock: calls on one box run one at a time, in call order.
-local Mutex = {}
-local mutex_mt = { __index = Mutex, __name = "lockup.mutex" }
-
-function _M.mutex()
-  return setmetatable({ owner = nil, queue = {} }, mutex_mt)
-end
-
-function Mutex:lock()
-  local co = co_running() or MAIN_THREAD
-  if not self.owner then
-    self.owner = co
-    return true
-  end
-  local queue = self.queue
-  queue[#queue + 1] = co
-  repeat -- only unlock() hands the lock over; any other wake parks again
-    local ok, err = _M.park()
-    if not ok then
-      for i = #queue, 1, -1 do
-        if queue[i] == co then table.remove(queue, i) break end
-      end
-      return nil, "the box is busy with a call from another coroutine, and " .. tostring(err)
-    end
-  until self.owner == co
-  return true
-end
-
-function Mutex:unlock()
-  local nxt = table.remove(self.queue, 1)
-  self.owner = nxt
-  if nxt then _M.wake(nxt ~= MAIN_THREAD and nxt or nil) end
-end
-
 --- run, spawn, background -----------------------------------------------------
 
 local function check_functions(fname, ...)
