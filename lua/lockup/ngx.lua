@@ -9,6 +9,7 @@
 -- log_by_lua*, header and body filters, balancers), lockup's calls raise an
 -- error that names the phase and the way out (a timer).
 local ngx = ngx -- luacheck: ignore 113 (nginx's global)
+local options = require "lockup.options"
 
 local type, error, select, xpcall, tostring, ipairs = type, error, select, xpcall, tostring, ipairs
 local string_format = string.format
@@ -83,20 +84,12 @@ local function thread(fn, ...)
   end)
 end
 
-local function check_functions(fname, ...)
-  for i = 1, select("#", ...) do
-    if type(select(i, ...)) ~= "function" then
-      error(string_format("bad argument #%d to '%s' (function expected, got %s)", i, fname,
-        type(select(i, ...))), 3)
-    end
-  end
-end
 
 -- lockup.run(fn, ...): each function in a light thread; returns when all, and
 -- every task they spawned, are done, with each function's first result. The
 -- first error is raised then.
 local function run(...)
-  check_functions("run", ...)
+  options.check_functions("run", ...)
   _M.check_phase("lockup.run")
   local threads = {}
   for i = 1, select("#", ...) do threads[i] = thread((select(i, ...))) end
@@ -118,9 +111,7 @@ local function run(...)
 end
 
 local function spawn(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
-  end
+  options.check_functions("spawn", fn)
   _M.check_phase("lockup.spawn")
   local list = spawned()
   list[#list + 1] = thread(fn, ...)
@@ -130,9 +121,7 @@ end
 -- request; its error goes to nginx's error log.
 local live_background = 0
 local function background(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'background' (function expected, got " .. type(fn) .. ")", 2)
-  end
+  options.check_functions("background", fn)
   local args, n = { ... }, select("#", ...)
   local ok, err = ngx.timer.at(0, function()
     local fine, why = xpcall(function() return fn(unpack(args, 1, n)) end, debug.traceback)

@@ -1,10 +1,22 @@
 -- Checking option tables. Programmer errors throw, naming the option: a typo
 -- such as `memroy` must never pass silently.
-local type, pairs, error, tostring = type, pairs, error, tostring
+local type, pairs, error, tostring, select = type, pairs, error, tostring, select
 local string_format, table_concat, table_sort = string.format, table.concat, table.sort
 local math_huge, math_floor = math.huge, math.floor
 
 local _M = {}
+
+-- Raises, at the level of fname's caller, unless every argument after
+-- fname is a function: lockup.run, spawn, background and wrap, whichever
+-- scheduler backend has them (lockup.scheduler, lockup.ngx).
+function _M.check_functions(fname, ...)
+  for i = 1, select("#", ...) do
+    local t = type((select(i, ...)))
+    if t ~= "function" then
+      error(string_format("bad argument #%d to '%s' (function expected, got %s)", i, fname, t), 3)
+    end
+  end
+end
 
 function _M.sorted_keys(t)
   local keys = {}

@@ -18,6 +18,7 @@
 -- it raises instead.
 local core = require "lockup.core"
 local compat = require "lockup.compat"
+local options = require "lockup.options"
 
 local coroutine, debug, io = coroutine, debug, io
 local setmetatable, error, select, type, tostring, pairs, next, pcall =
@@ -526,9 +527,7 @@ end
 
 -- scheduler.wrap(fn): coroutine.wrap, through scheduler.resume.
 function _M.wrap(fn)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'wrap' (function expected, got " .. type(fn) .. ")", 2)
-  end
+  options.check_functions("wrap", fn)
   local co = co_create(fn)
   return function(...)
     return unwrap(co, _M.resume(co, ...))
@@ -537,13 +536,6 @@ end
 
 --- run, spawn, background -----------------------------------------------------
 
-local function check_functions(fname, ...)
-  for i = 1, select("#", ...) do
-    if type(select(i, ...)) ~= "function" then
-      error("bad argument #" .. i .. " to '" .. fname .. "' (function expected, got " .. type(select(i, ...)) .. ")", 3)
-    end
-  end
-end
 
 -- Runs each function in its own coroutine over one event loop and returns when
 -- all are done, and every task they spawned, with each function's first
@@ -552,7 +544,7 @@ end
 -- not done then stay for the next run (or blocking call).
 function _M.run(...)
   local n = select("#", ...)
-  check_functions("run", ...)
+  options.check_functions("run", ...)
   if running then -- nested: run them as tasks of this loop and wait for them here
     local parent = task_of(co_running())
     if not parent then error("lockup.run: a loop is already running; use lockup.spawn", 2) end
@@ -602,9 +594,7 @@ end
 -- Starts fn(...) as another task of the running loop (a background task's
 -- are background tasks too).
 function _M.spawn(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
-  end
+  options.check_functions("spawn", fn)
   if not running then error("lockup.spawn: call it inside lockup.run", 2) end
   local parent = task_of(co_running())
   local bg
@@ -617,9 +607,7 @@ end
 -- outside, it runs whenever a lockup call waits (which turns the loop) or
 -- the next run. Its error goes to stderr, with its traceback.
 function _M.background(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'background' (function expected, got " .. type(fn) .. ")", 2)
-  end
+  options.check_functions("background", fn)
   return new_task(true, fn, ...).co
 end
 
