@@ -48,6 +48,13 @@ function helper.no_new_boxes(before)
   return true
 end
 
+-- Does the Engine the specs use (the local Docker one, not DOCKER_HOST's)
+-- have gVisor as runtime "runsc"? scripts/setup.sh registers it when installed.
+function helper.has_runsc()
+  if os.getenv("DOCKER_HOST") then return false end
+  return (helper.sh("docker info --format '{{json .Runtimes}}'")):find('"runsc"', 1, true) ~= nil
+end
+
 -- The container's inspect document, or nil once the Engine no longer knows it.
 function helper.inspect(id)
   local status, body, code = helper.docker():request("GET", "/containers/" .. id .. "/json")

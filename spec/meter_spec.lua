@@ -171,8 +171,7 @@ describe("what a call cost", function()
   end)
 
   it("under gVisor: the sandbox's own count (its kernel's work is the box's)", function()
-    local runtimes = helper.sh("docker info --format '{{json .Runtimes}}'")
-    if not runtimes:find('"runsc"', 1, true) or os.getenv("DOCKER_HOST") then
+    if not helper.has_runsc() then
       pending("no runtime runsc on this Engine")
       return
     end

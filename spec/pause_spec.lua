@@ -82,8 +82,7 @@ describe("box:pause and box:resume", function()
   end)
 
   it("under gVisor too, where a paused sandbox must be thawed before it can be killed", function()
-    local runtimes = helper.sh("docker info --format '{{json .Runtimes}}'")
-    if not runtimes:find('"runsc"', 1, true) or os.getenv("DOCKER_HOST") then
+    if not helper.has_runsc() then
       pending("no runtime runsc on this Engine")
       return
     end
