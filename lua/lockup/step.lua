@@ -14,6 +14,10 @@ local _M = {}
 -- is one word to PID 1 or one step in the session shell, done in
 -- milliseconds, and a call must return within its timeout plus one second.
 _M.GRACE = 0.75
+-- Within it, the kill is done again this often while the step goes on: a
+-- sweep finds only the processes that exist when it runs, and a step's
+-- shell may start the next one just after (`echo first; yes` cut at "first").
+_M.KILL_AGAIN = 0.1
 
 -- Arms `stream` for one step (token nil: no sentinel): output beyond
 -- max_output per stream is dropped; a stream given to a callback has no cap
@@ -104,8 +108,8 @@ end
 -- opts.cpu_limit (CPU seconds, read from `meter`: lockup.meter), `overrun()`
 -- is called once: it has the step's processes killed (how depends on the
 -- lane and on who holds the session: see lockup.session), and the step then
--- gets GRACE seconds to end, so that a call returns within its timeout plus
--- one second whatever the box does. If it does not end (the shell itself is
+-- gets GRACE seconds to end (the kill done again every KILL_AGAIN), so that
+-- a call returns within its timeout plus one second whatever the box does. If it does not end (the shell itself is
 -- looping, or the kill could not be had), "timeout" says the box must go.
 -- Fills out.stdout, out.stderr, out.truncated, out.timed_out,
 -- out.cpu_limited; returns the status ("exit", "eof", "timeout") or nil, err.
@@ -116,11 +120,22 @@ function _M.follow(lane, stream, opts, deadline, out, overrun, meter)
   if t1 or t2 then st = "truncated" end -- a cap was reached while the command was sent
   while true do
     if not st then
-      local until_ = killed or deadline
-      if limit and not killed then until_ = cpu_check_at(meter, limit, deadline) end
+      local until_ = deadline
+      if killed then
+        until_ = math_min(killed, now() + _M.KILL_AGAIN)
+      elseif limit then
+        until_ = cpu_check_at(meter, limit, deadline)
+      end
       st, err = collect(lane, stream, opts, until_)
-      if st == "timeout" and until_ < deadline and not killed then -- woken to look at the CPU time
-        if (meter:used() or 0) < limit then st = "running" else out.cpu_limited = true end
+      if st == "timeout" and until_ < (killed or deadline) then
+        if killed then -- a process the kill missed (one the step started after it): again
+          if overrun then overrun(killed) end
+          st = "running"
+        elseif (meter:used() or 0) < limit then -- woken to look at the CPU time
+          st = "running"
+        else
+          out.cpu_limited = true
+        end
       end
     end
     if st == "timeout" and not killed and not out.cpu_limited then out.timed_out = true end
