@@ -95,7 +95,8 @@ local function check_cpu_limit(self, opts, fname)
   end
   if not self.meter then
     error(string_format("bad option 'cpu_limit' to '%s' (this box has no accounting to measure it: started "
-      .. "with accounting = false, or neither its cgroup nor the Engine's stats could be read)", fname), 3)
+      .. "with accounting = false, or its cgroup is not on this host; for a remote Engine start it with "
+      .. "accounting = \"engine\")", fname), 3)
   end
 end
 
