@@ -9,6 +9,7 @@ local exec = require "lockup.exec"
 local files = require "lockup.files"
 local options = require "lockup.options"
 local result = require "lockup.result"
+local reset = require "lockup.reset"
 
 local type, ipairs, error, pcall, tostring = type, ipairs, error, pcall, tostring
 local string_format = string.format
@@ -138,6 +139,24 @@ function Box:exec(argv, opts)
   exec.env_list(opts.env, "exec")
   check_cpu_limit(self, opts, "exec")
   return locked(self, exec_checked, argv, opts)
+end
+
+-- box:reset() -> true | nil, err: the box made clean again (lockup.reset);
+-- when that fails the box is stopped. Not while a call is in flight on it.
+function Box:reset()
+  if self.dead then return nil, self.dead end
+  if self.paused then return nil, PAUSED end
+  if self.lock.owner then
+    return nil, "cannot reset the box while a call is in flight on it: wait for the call to end, or end it with "
+      .. "box:kill_processes()"
+  end
+  local ok, err = reset.check(self)
+  if not ok then return nil, err end
+  ok, err = acquire(self)
+  if not ok then return nil, err end
+  ok, err = reset.run(self)
+  self.lock:unlock()
+  return ok, err
 end
 
 -- box:kill_processes() -> true | nil, err: kills every process the steps

@@ -340,13 +340,20 @@ local function binds(volumes)
   return list
 end
 
--- The mounts a box can write to, given its HostConfig: the tmpfs mounts and
--- the writable volumes (with a writable root filesystem, the rest too).
-function _M.writable(host)
+-- The writable tmpfs mounts of a box, given its HostConfig, sorted.
+function _M.tmpfs(host)
   local list = {}
   for path, o in pairs(host.Tmpfs) do
     if o:sub(1, 3) ~= "ro," then list[#list + 1] = path end -- Podman's, made read-only (_M.container)
   end
+  table.sort(list)
+  return list
+end
+
+-- The mounts a box can write to, given its HostConfig: the tmpfs mounts and
+-- the writable volumes (with a writable root filesystem, the rest too).
+function _M.writable(host)
+  local list = _M.tmpfs(host)
   for _, b in ipairs(host.Binds or {}) do
     local target = b:match("^[^:]*:([^:]*):rw$")
     if target then list[#list + 1] = target end

@@ -12,6 +12,7 @@ local fifo = require "lockup.lane.fifo"
 local cosocket = require "lockup.cosocket"
 local meter = require "lockup.meter"
 local mutex = require "lockup.mutex"
+local reset = require "lockup.reset"
 
 local setmetatable, type, tostring, pairs, ipairs, error = setmetatable, type, tostring, pairs, ipairs, error
 local string_format, math_min = string.format, math.min
@@ -170,6 +171,7 @@ function _M.start(d, opts, mt, park)
   local self = setmetatable({
     id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
     workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = hardening.writable(host),
+    tmpfs = hardening.tmpfs(host),
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     lane_name = kind.name, lane = lane,
@@ -195,10 +197,14 @@ function _M.start(d, opts, mt, park)
   if not status then return fail(err, code) end
   -- Learn the lifeline's pids (to kill what steps start) and the OOM count so far.
   self.lock:lock()
-  self.ooms, self.shell_pid, self.lifeline_pids = session.probe(self)
+  -- A committed image's files go back into the writable mounts first (lockup.reset).
+  self.ooms, self.shell_pid, self.lifeline_pids = session.probe(self, reset.restore_text(self.tmpfs))
   self.lock:unlock()
   if not self.lifeline_pids then
     return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))
+  end
+  if self.first_error ~= "" then
+    return fail("the files of its committed image could not be put back: " .. self.first_error)
   end
   self.meter = meter.open(self, opts.accounting)
   self.lane:answered()

@@ -5,8 +5,12 @@
 --   box:run("...")
 --   pool:release(box)                    -- or box:stop(): either way it is gone
 --
--- A box is never reused: nothing one task did can reach the next. The pool
--- keeps `size` started boxes ready; each one handed out is replaced at once,
+-- By default a box is never reused: nothing one task did can reach the
+-- next. With reset = true a box handed back is made clean again instead
+-- (box:reset(), lockup.reset: its processes killed, its writable mounts as
+-- its image made them, a new session shell; prepare runs again) and goes back
+-- to the ready queue; a box that cannot be reset is discarded and replaced.
+-- The pool keeps `size` started boxes ready; each one handed out is replaced at once,
 -- by background tasks (lockup.scheduler.background) that run inside
 -- lockup.run and, outside it, during any lockup call that waits. Starts are
 -- rate-limited (at most max_starting at a time, and a back-off after a failed
@@ -31,7 +35,7 @@ local BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5 -- seconds before the next start, afte
 
 local POOL_OPTIONS = {
   docker = "table", image = "string", size = "number", start = "table", when_empty = "string",
-  max_starting = "number", timeout = "number", prepare = "function",
+  max_starting = "number", timeout = "number", prepare = "function", reset = "boolean",
 }
 
 local Pool = {}
@@ -92,33 +96,69 @@ local start_one
 -- Starts boxes until `size` are ready or on their way, within the rate limit.
 local function fill(self)
   while not self.closed and not self.backing_off and self.starting < self.max_starting
-    and ready_count(self) + self.starting < self.size do
+    and ready_count(self) + self.starting + self.resetting < self.size do
     self.starting = self.starting + 1
     scheduler.background(start_one, self)
   end
 end
 
--- A fresh box, prepared; or nil, err. Inside nginx a box for the ready
--- queue is parked (lockup.lifecycle.park): a request can then take it.
-local function fresh(self, for_queue)
-  local park = for_queue and self.docker.cosockets and ("lockup-" .. core.random_hex(8)) or nil
-  local box, err = box_api.start(self.docker, self.start, park)
-  if not box then return nil, err end
+-- Runs the pool's prepare on a box and, inside nginx, parks it (a box for
+-- the ready queue: lockup.lifecycle.park, so that a request can take it):
+-- true, or nil, err (the box is then stopped).
+local function ready_up(self, box, park)
   if self.prepare then -- true, or nil, err, or it raises
     local ok, done, perr = pcall(self.prepare, box)
     if not ok or not done then
       box:stop()
-      return nil, "preparing a new box: " .. tostring(not ok and done or perr or "prepare returned nothing")
+      return nil, "preparing a box: " .. tostring(not ok and done or perr or "prepare returned nothing")
     end
   end
   if park then
     local ok, perr = lifecycle.park(box)
     if not ok then
       box:stop()
-      return nil, "a new box: " .. perr
+      return nil, "parking a box: " .. perr
     end
   end
+  return true
+end
+
+-- A fresh box, prepared; or nil, err.
+local function fresh(self, for_queue)
+  local park = for_queue and self.docker.cosockets
+  local box, err = box_api.start(self.docker, self.start, park and ("lockup-" .. core.random_hex(8)) or nil)
+  if not box then return nil, err end
+  local ok
+  ok, err = ready_up(self, box, park)
+  if not ok then return nil, "a new box: " .. err end
   return box
+end
+
+-- Puts a box that is ready into a waiting caller's hands, else into the
+-- ready queue; stops it if the pool was closed meanwhile.
+local function ready(self, box)
+  if self.closed then
+    box:stop()
+  elseif not give(self, box) then
+    push(self, box)
+  end
+end
+
+-- A box handed back, reset and prepared again, then ready; or, when that
+-- fails, discarded (fill starts another in its place).
+local function renew(self, box)
+  local ok, err = box:reset()
+  if ok then ok, err = ready_up(self, box, self.docker.cosockets) end
+  if ok then
+    self.resets = self.resets + 1
+    ready(self, box)
+  else
+    self.reset_failed = self.reset_failed + 1
+    self.last_error = err
+    discard(box)
+  end
+  self.resetting = self.resetting - 1
+  fill(self)
 end
 
 -- One start, in the background: the box goes to a waiting caller, else to
@@ -140,17 +180,13 @@ function start_one(self)
     return
   end
   self.failures = 0
-  if self.closed then
-    box:stop() -- before it stops counting as starting: close() waits for it
-  elseif not give(self, box) then
-    push(self, box)
-  end
+  ready(self, box) -- before it stops counting as starting: close() waits for it
   self.starting = self.starting - 1
   fill(self)
 end
 
 -- lockup.pool{ docker, image, size, start, when_empty, max_starting, timeout,
--- prepare } -> pool | nil, err
+-- prepare, reset } -> pool | nil, err
 function _M.new(opts)
   opts = options.check(opts, POOL_OPTIONS, "pool", 2)
   local start = {}
@@ -172,13 +208,18 @@ function _M.new(opts)
     d, err = require("lockup.docker").connect()
     if not d then return nil, err end
   end
-  hardening.container(start, d.socket) -- raises on a bad limit or an unsafe option, at the caller
+  local _, host = hardening.container(start, d.socket) -- raises on a bad limit or an unsafe option, at the caller
+  if opts.reset and (not host.ReadonlyRootfs or #hardening.writable(host) > #hardening.tmpfs(host)) then
+    error("bad option 'reset' to 'pool' (a box with a writable root filesystem or a writable volume cannot be "
+      .. "reset: lockup could not put back what was written there)", 2)
+  end
   local self = setmetatable({
     docker = d, start = start, size = opts.size, when_empty = when_empty, prepare = opts.prepare or false,
     max_starting = opts.max_starting or DEFAULT_MAX_STARTING, timeout = opts.timeout or DEFAULT_TIMEOUT,
     ready = {}, head = 1, tail = 0, waiters = {},
     in_use = setmetatable({}, { __mode = "k" }), -- a box dropped without stop() leaves by itself
     starting = 0, hits = 0, misses = 0, failed = 0, died = 0, failures = 0,
+    reset = opts.reset or false, resetting = 0, resets = 0, reset_failed = 0,
     backing_off = false, closed = false, last_error = false,
   }, pool_mt)
   -- Boxes a killed process was starting never got their lifeline: they are
@@ -263,18 +304,27 @@ function Pool:acquire(timeout)
   return hand_out(self, box)
 end
 
--- pool:release(box): destroys a box the pool handed out. Returns at once;
--- the container ends now and its removal is confirmed in the background.
+-- pool:release(box): gives back a box the pool handed out. Returns at once:
+-- the box is destroyed (the container ends now, its removal is confirmed in
+-- the background), or with reset = true made clean in the background and
+-- handed out again. Inside nginx a reset is done here, in the request that
+-- holds the box's connections.
 function Pool:release(box)
   if not self.in_use[box] then
     error("bad argument #1 to 'release' (a box this pool handed out expected, got " .. tostring(box) .. ")", 2)
   end
   self.in_use[box] = nil
-  discard(box)
+  if not self.reset or self.closed or box.dead then
+    discard(box)
+  else
+    self.resetting = self.resetting + 1
+    if self.docker.cosockets then renew(self, box) else scheduler.background(renew, self, box) end
+  end
   return true
 end
 
--- pool:stats() -> { size, ready, in_use, hits, misses, starting, failed, died }
+-- pool:stats() -> { size, ready, in_use, hits, misses, starting, failed, died,
+-- resetting, resets, reset_failed, last_error }
 function Pool:stats()
   local in_use = 0
   for box in pairs(self.in_use) do
@@ -282,7 +332,8 @@ function Pool:stats()
   end
   return {
     size = self.size, ready = ready_count(self), in_use = in_use, hits = self.hits, misses = self.misses,
-    starting = self.starting, failed = self.failed, died = self.died, last_error = self.last_error or nil,
+    starting = self.starting, failed = self.failed, died = self.died, resetting = self.resetting,
+    resets = self.resets, reset_failed = self.reset_failed, last_error = self.last_error or nil,
   }
 end
 
@@ -302,9 +353,9 @@ function Pool:close()
     local ok, err = box:stop()
     if not ok then first_err = first_err or err end
   end
-  -- The starts in flight see `closed` and stop their box themselves.
+  -- The starts and resets in flight see `closed` and stop their box themselves.
   local deadline = now() + self.docker.timeout + 10
-  while self.starting > 0 and now() < deadline do scheduler.sleep(0.01) end
+  while (self.starting > 0 or self.resetting > 0) and now() < deadline do scheduler.sleep(0.01) end
   if first_err then return nil, first_err end
   return true
 end

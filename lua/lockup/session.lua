@@ -225,28 +225,65 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
   .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
 
+-- What a fresh session shell is like, for lockup.reset to compare a new
+-- shell with: a line for `first`'s complaint (empty when none), then the
+-- umask, the resource limits and the blocked and ignored signals (fields 32
+-- and 33 of /proc/self/stat), then "--" and the environment (`export -p`,
+-- which the same shell can read back). Builtins in the shell itself (a
+-- `read` of /proc/self/status or limits costs a millisecond: one byte per
+-- read(2)), names unset after.
+local BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command umask; \\command ulimit -a; "
+  .. "\\command ulimit -H -a; \\command read -r __lk_a </proc/self/stat; __lk_i=0; for __lk_b in ${__lk_a##*) }; do "
+  .. "__lk_i=$((__lk_i + 1)); case $__lk_i in 30|31) \\command echo \"signals $__lk_b\";; esac; done; "
+  .. "\\unset __lk_a __lk_b __lk_i __lk_bad; \\command echo --; \\command export -p"
+
 -- The session's start, once its shell's pid is known: defines the tail
 -- function where the shell can make it read-only (see STEP_FN), and from
--- then on sends the short line; learns whether the shell has `unalias`.
+-- then on sends the short line; learns whether the shell has `unalias`;
+-- runs `first` (shell text that may set __lk_bad to a complaint), then
+-- notes the BASELINE (box.baseline, box.env_text, box.first_error). With
+-- `probe`, PROBE's line comes first, in the same step: it is returned.
 -- false when the box was lost meanwhile (or stopped: the step timed out).
-local function prepare(box, shell_pid)
+local function prepare(box, shell_pid, first, probe)
   box.step_fn = false
-  local r = _M.run(box, definition(shell_pid), { timeout = 10 })
+  local r = _M.run(box, (probe and (PROBE .. ";") or "") .. definition(shell_pid) .. ";\\command printf '\\n';"
+    .. (first and first ~= "" and (first .. ";") or "") .. BASELINE, { timeout = 10 })
   if not r or box.dead then return false end
-  box.step_fn = r.stdout:find(STEP_FN .. " ", 1, true) == 1
-  box.unalias = r.stdout:find("unalias", 1, true) ~= nil
-  return true
+  local probed, rest = "", r.stdout
+  if probe then probed, rest = r.stdout:match("^([^\n]*\n)(.*)$") end
+  local head, complaint, fingerprint, env = (rest or ""):match("^([^\n]*)\n([^\n]*)\n(.-)\n%-%-\n(.*)$")
+  if not head then return false end
+  box.step_fn = head:find(STEP_FN .. " ", 1, true) == 1
+  box.unalias = head:find("unalias", 1, true) ~= nil
+  box.first_error, box.baseline, box.env_text = complaint, fingerprint, env
+  return probed
+end
+
+local function probed(line)
+  local ooms, pid, pids = line:match("^(%d+) (%d+)( [%d ]+)\n$")
+  return tonumber(ooms), tonumber(pid), pids
 end
 
 -- Returns the OOM kill count, the session shell's pid and the list of pids
--- (see PROBE), or nil. The box's lock is held. At the box's start, this is
--- where the session is prepared (see prepare).
-function _M.probe(box)
+-- (see PROBE), or nil. The box's lock is held. In a new session shell (at
+-- the box's start: box.step_fn is nil), this is where the session is
+-- prepared, `first` with it (see prepare).
+function _M.probe(box, first)
   local r = _M.run(box, PROBE, { timeout = 10 })
   if not r then return nil end
-  local ooms, pid, pids = r.stdout:match("^(%d+) (%d+)( [%d ]+)\n$")
-  if pid and box.step_fn == nil and not prepare(box, tonumber(pid)) then return nil end
-  return tonumber(ooms), tonumber(pid), pids
+  local ooms, pid, pids = probed(r.stdout)
+  if pid and box.step_fn == nil and not prepare(box, pid, first) then return nil end
+  return ooms, pid, pids
+end
+
+-- The same for a new shell that replaced the session's (exec, same pid:
+-- lockup.reset), probed and prepared in one step.
+function _M.renew(box)
+  local pid = box.shell_pid
+  box.step_fn, box.shell_pid, box.unalias = nil, nil, nil
+  local line = prepare(box, pid, nil, true)
+  if not line then return nil end
+  return probed(line)
 end
 
 -- After a step killed with SIGKILL: was it the kernel's OOM killer?
@@ -277,6 +314,7 @@ local SWEEP = '__lk_k=" %s "; for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; for __l
 local function sweep_text(box)
   return string_format(SWEEP, box.lifeline_pids:gsub("^ +", ""):gsub(" +$", ""))
 end
+_M.sweep_text = sweep_text -- lockup.reset's first act
 
 local step_run -- below
 
@@ -413,6 +451,12 @@ function step_run(box, line_of, text, source, opts, deadline, out, overrun)
   end
   if st == "exit" then out.code = stream:code() end
   return st, err
+end
+
+-- A step whose whole line is line_of(nil, token_hex) (lockup.reset's), the
+-- box's lock held: its status ("exit", "timeout", "eof") or nil, err.
+function _M.raw_step(box, line_of, timeout)
+  return step_run(box, line_of, nil, nil, {}, now() + timeout, {})
 end
 
 -- Writes opts.stdin into a file in the box, in a step of its own: the

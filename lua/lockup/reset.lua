@@ -1,0 +1,171 @@
+-- box:reset(): a used box made clean again in milliseconds, instead of a new
+-- container (lockup.pool{ reset = true } does it to each box handed back).
+--
+-- Three steps in the box's session, the box's lock held:
+--  1. in the used shell: every process but the lifeline's killed (the sweep),
+--     the writable tmpfs mounts, /dev/shm and /dev/mqueue emptied, System V
+--     IPC objects removed, the files a committed image keeps for its mounts
+--     (lockup.commit) copied back in, the exported variables and functions
+--     a step left dropped and the start's environment read back;
+--  2. that shell replaced (exec, same pid) by a fresh one, in the start's
+--     directory;
+--  3. the check, in the fresh shell: only the lifeline's processes left, and
+--     its umask, signal dispositions and limits as at the start (a step can
+--     lower a limit for good, or ignore a signal, and exec keeps both).
+-- Any doubt, and the box is stopped: nil, err. README: "Resetting a box".
+local session = require "lockup.session"
+
+local tostring, ipairs = tostring, ipairs
+local string_format, table_concat = string.format, table.concat
+
+local _M = {}
+
+-- Where an image made by box:commit keeps the files of the box's writable
+-- mounts (tmpfs mounts start empty): COMMITTED .. "/tmp/..." for /tmp. Not
+-- lockup.lane.fifo's /.lockup, which the fifo lane mounts over.
+local COMMITTED = "/.lockup-commit"
+_M.COMMITTED = COMMITTED
+
+local STEP_TIMEOUT = 10 -- seconds for each of the reset's steps; the steps themselves take milliseconds
+local PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function words(list)
+  local q = {}
+  for i, s in ipairs(list) do q[i] = shell_quote(s) end
+  return table_concat(q, " ")
+end
+
+-- Every name in directory $__lk_d but . and .. (a pattern that matches
+-- nothing stays as it is: the loop skips names that do not exist).
+local ENTRIES = '"$__lk_d"/* "$__lk_d"/.[!.]* "$__lk_d"/..?*'
+local EXISTS = '{ \\command [ -e "$__lk_f" ] || \\command [ -L "$__lk_f" ]; }'
+
+-- Shell text that copies what a committed image keeps for each of `mounts`
+-- into it; sets __lk_bad on a failure. Nothing when the image has none.
+function _M.restore_text(mounts)
+  if #mounts == 0 then return "" end
+  return "if \\command [ -d " .. COMMITTED .. " ]; then for __lk_m in " .. words(mounts) .. "; do "
+    .. "__lk_d=" .. COMMITTED .. "$__lk_m; \\command [ -d \"$__lk_d\" ] || continue; "
+    .. "for __lk_f in " .. ENTRIES .. "; do " .. EXISTS .. " || continue; "
+    .. "\\command cp -a -- \"$__lk_f\" \"$__lk_m\"/ 2>/dev/null "
+    .. "|| { __lk_bad=\"cannot copy $__lk_f back into $__lk_m\"; break 2; }; done; done; fi; "
+    .. "\\unset __lk_m __lk_d __lk_f"
+end
+
+-- The exported variables and (bash) functions a step left in the shell,
+-- dropped with builtins only (an exec of `env -i` costs a millisecond); the
+-- start's environment (box.env_text, `export -p`) is then read back.
+local CLEAR_ENV = table_concat({
+  "__lk_x=$(\\command export -p); IFS='\n'; set -f",
+  "for __lk_l in $__lk_x; do case $__lk_l in 'export '*|'declare -x '*) __lk_n=${__lk_l#export }; "
+    .. "__lk_n=${__lk_n#declare -x }; __lk_n=${__lk_n%%=*}; case $__lk_n in ''|*[!A-Za-z0-9_]*) ;; "
+    .. "*) \\unset \"$__lk_n\" 2>/dev/null;; esac;; esac; done",
+  "if \\command [ -n \"${BASH_VERSION-}\" ]; then __lk_x=$(declare -F); for __lk_l in $__lk_x; do "
+    .. "case $__lk_l in 'declare -f'*x*' '*) \\unset -f \"${__lk_l##* }\" 2>/dev/null;; esac; done; fi",
+  "set +f; \\unset IFS",
+}, "\n")
+
+-- Step 1, after the sweep: prints the complaint (empty when clean). The
+-- old shell is thrown away after it, so its PATH and options are set
+-- freely; `\command` keeps a step's functions and aliases out.
+local function wipe_text(box)
+  local places = {}
+  for i, m in ipairs(box.tmpfs) do places[i] = m end
+  places[#places + 1] = "/dev/shm"
+  places[#places + 1] = "/dev/mqueue"
+  local globs = {}
+  for i, m in ipairs(places) do
+    local q = shell_quote(m)
+    globs[i] = q .. "/* " .. q .. "/.[!.]* " .. q .. "/..?*"
+  end
+  return table_concat({
+    -- `wait` reaps the shell's own children the sweep killed: a zombie is a process left
+    "PATH=" .. PATH, session.sweep_text(box), "\\command wait 2>/dev/null", "__lk_bad=",
+    "\\command rm -rf -- " .. table_concat(globs, " ") .. " 2>/dev/null",
+    "for __lk_d in " .. words(places) .. "; do for __lk_f in " .. ENTRIES .. "; do "
+      .. EXISTS .. " && __lk_bad=\"$__lk_f could not be removed\"; done; done",
+    "for __lk_k in m:shm q:msg s:sem; do __lk_d=/proc/sysvipc/${__lk_k#*:}; \\command [ -r \"$__lk_d\" ] || continue; "
+      .. "{ \\command read -r __lk_z; while \\command read -r __lk_z __lk_i __lk_z; do "
+      .. "\\command ipcrm -${__lk_k%%:*} \"$__lk_i\" 2>/dev/null; done; } <\"$__lk_d\"; "
+      .. "{ \\command read -r __lk_z; \\command read -r __lk_z && __lk_bad=\"System V IPC objects are left "
+      .. "(${__lk_k#*:}): no ipcrm in the image, or they are not the box user's\"; } <\"$__lk_d\"; done",
+    _M.restore_text(box.tmpfs),
+    CLEAR_ENV,
+    "\\command eval " .. shell_quote(box.env_text),
+    "\\command printf '%s\\n' \"$__lk_bad\"",
+  }, "\n")
+end
+
+-- Step 2, the step's whole line, outside `eval` (no step's redirection
+-- stays on the new shell): to the start's directory, the sentinel, then
+-- exec of a new session shell, same pid. The old shell has read this line
+-- and no more (nothing more was sent), so the next line is the new one's.
+local function respawn_line(box)
+  return function(_, token_hex)
+    return "\\command cd -- " .. shell_quote(box.workdir or "/") .. " 2>/dev/null; \\command printf '\\001%s 0\\n' "
+      .. token_hex .. "; \\command printf '\\001%s 0\\n' " .. token_hex .. " >&2; \\exec " .. shell_quote(box.shell)
+      .. "\n"
+  end
+end
+
+local function count_words(s)
+  local n = 0
+  for _ in s:gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+-- Can this box be reset at all? nil, err when not.
+function _M.check(box)
+  if not box.read_only then
+    return nil, "cannot reset a box with a writable root filesystem (read_only = false): lockup could not put "
+      .. "its files back; start a new box instead"
+  end
+  if #box.writable > #box.tmpfs then
+    return nil, "cannot reset a box with a writable volume: what was written to the host stays; start a new box "
+      .. "instead"
+  end
+  if not box.baseline then return nil, "cannot reset this box: its session's start was not noted" end
+  return true
+end
+
+-- The reset itself, the box's lock held: true, or nil, err (the box is then
+-- shut: it could not be made clean).
+function _M.run(box)
+  local function fail(why)
+    box:shut("the box was stopped: a reset could not make it clean (" .. why .. ")")
+    return nil, box.dead
+  end
+  if box.primed then -- a process started ahead of a call (lockup.exec.prime) is one of the box's processes
+    box.primed.conn:close()
+    box.primed = nil
+  end
+  local r, err = session.run(box, wipe_text(box), { timeout = STEP_TIMEOUT })
+  if not r then return nil, err end
+  local complaint = r.stdout:match("([^\n]*)\n$")
+  if r.code ~= 0 or not complaint then
+    return fail(string_format("its cleaning step ended with code %s: %s", tostring(r.code),
+      (r.stderr .. r.stdout):gsub("%s+$", "")))
+  end
+  if complaint ~= "" then return fail(complaint) end
+  local baseline, npids = box.baseline, count_words(box.lifeline_pids)
+  local st
+  st, err = session.raw_step(box, respawn_line(box), STEP_TIMEOUT)
+  if st ~= "exit" then return fail("its new shell did not answer: " .. tostring(err or st)) end
+  local ooms, pid, pids = session.renew(box)
+  if not pids then return fail(box.dead or "its new shell did not answer the probe") end
+  box.ooms, box.shell_pid, box.lifeline_pids = ooms, pid, pids
+  if count_words(pids) ~= npids then
+    return fail(string_format("%d processes are left where the lifeline has %d", count_words(pids), npids))
+  end
+  if box.baseline ~= baseline then
+    return fail("its new shell's umask, signals or limits are not those of the box's start (a step changed "
+      .. "them for good)")
+  end
+  return true
+end
+
+return _M
