@@ -10,6 +10,7 @@ local files = require "lockup.files"
 local options = require "lockup.options"
 local result = require "lockup.result"
 local reset = require "lockup.reset"
+local commit = require "lockup.commit"
 
 local type, ipairs, error, pcall, tostring = type, ipairs, error, pcall, tostring
 local string_format = string.format
@@ -157,6 +158,20 @@ function Box:reset()
   ok, err = reset.run(self)
   self.lock:unlock()
   return ok, err
+end
+
+-- box:commit([tag]) -> tag | nil, err: an image of the box's files as they
+-- are now (lockup.commit). Waits for a call in flight.
+function Box:commit(tag)
+  commit.check_tag(tag)
+  if self.dead then return nil, "cannot commit the box: " .. self.dead end
+  local ok, err = acquire(self)
+  if not ok then return nil, err end
+  local r
+  ok, r, err = pcall(commit.run, self, tag)
+  self.lock:unlock()
+  if not ok then error(r, 0) end
+  return r, err
 end
 
 -- box:kill_processes() -> true | nil, err: kills every process the steps

@@ -107,7 +107,7 @@ end
 local INMATE_OPTIONS = {
   dir = "string", image = "string", base = "string", docker = "table", start = "table", timeout = "number",
   on_output = "function", on_progress = "function", local_mode = "boolean", max_frame = "number",
-  max_values = "number", pool = "number",
+  max_values = "number", pool = "number", reset = "boolean",
 }
 
 -- A whole number from 1 to `top`, or a programmer error naming the option.
@@ -168,7 +168,7 @@ function Jail:build()
 end
 
 -- lockup.inmate{ dir, image, base, docker, start, timeout, on_output,
---   on_progress, local_mode, max_frame, max_values, pool } -> jail
+--   on_progress, local_mode, max_frame, max_values, pool, reset } -> jail
 function _M.new(opts)
   opts = options.check(opts, INMATE_OPTIONS, "inmate", 2)
   if not opts.dir and not opts.image then
@@ -179,6 +179,9 @@ function _M.new(opts)
   check_count(opts, "max_values", 2 ^ 53, "the values one frame from the jail may hold")
   check_count(opts, "pool", 1000, "how many boxes to keep ready")
   if opts.pool and opts.local_mode then error("bad argument to 'inmate' (pool needs boxes: not with local_mode)", 2) end
+  if opts.reset and not opts.pool then
+    error("bad argument to 'inmate' (reset is for a pool's boxes: give pool = n too)", 2)
+  end
   if opts.start and opts.start.image then
     error("bad option 'start' to 'inmate' (the jail chooses the image: give image = ... to inmate itself)", 2)
   end
@@ -209,7 +212,7 @@ function _M.new(opts)
     if opts.pool then
       -- Each box comes with the runtime started, waiting for its request.
       self.pool = pool_api.new { docker = d, image = self.image, size = opts.pool, start = self.start,
-        prepare = function(box) return exec.prime(box, ARGV, { stdin = "" }) end }
+        reset = opts.reset, prepare = function(box) return exec.prime(box, ARGV, { stdin = "" }) end }
     end
   end
   return self

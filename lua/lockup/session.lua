@@ -225,6 +225,15 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
   .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
 
+-- PROBE's work without its subshell (a fork), for a new shell that has
+-- nothing of its own yet: the shell's own pid is listed, as it is in the
+-- lifeline's.
+local SHELL_PROBE = "__lk_k=; for __lk_d in /proc/[0-9]*; do __lk_k=\"$__lk_k ${__lk_d#/proc/}\"; done; __lk_n=0; "
+  .. "for __lk_d in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
+  .. "\\command [ -r \"$__lk_d\" ] && while \\command read -r __lk_a __lk_b; do "
+  .. "\\command [ \"$__lk_a\" = oom_kill ] && __lk_n=$__lk_b; done <\"$__lk_d\"; done; "
+  .. "\\command echo \"$__lk_n $$$__lk_k\"; \\unset __lk_k __lk_d __lk_n __lk_a __lk_b"
+
 -- What a fresh session shell is like, for lockup.reset to compare a new
 -- shell with: a line for `first`'s complaint (empty when none), then the
 -- umask, the resource limits and the blocked and ignored signals (fields 32
@@ -246,7 +255,7 @@ local BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command umask; \\
 -- false when the box was lost meanwhile (or stopped: the step timed out).
 local function prepare(box, shell_pid, first, probe)
   box.step_fn = false
-  local r = _M.run(box, (probe and (PROBE .. ";") or "") .. definition(shell_pid) .. ";\\command printf '\\n';"
+  local r = _M.run(box, (probe and (SHELL_PROBE .. ";") or "") .. definition(shell_pid) .. ";\\command printf '\\n';"
     .. (first and first ~= "" and (first .. ";") or "") .. BASELINE, { timeout = 10 })
   if not r or box.dead then return false end
   local probed, rest = "", r.stdout
