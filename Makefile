@@ -33,6 +33,7 @@ example:
 	$(RUN_ENV) $(LUA) examples/quickstart.lua
 	$(RUN_ENV) $(LUA) examples/thumbnail.lua
 	$(RUN_ENV) $(LUA) examples/inmate.lua
+	$(RUN_ENV) $(LUA) examples/fork.lua
 
 check:
 	./scripts/check.sh

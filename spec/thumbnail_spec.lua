@@ -74,3 +74,23 @@ describe("examples/thumbnail.lua", function()
     assert.same({}, left)
   end)
 end)
+
+describe("examples/fork.lua", function()
+  it("commits a prepared box and converts in fresh copies, leaving no box behind", function()
+    local before = {}
+    for _, id in ipairs(helper.boxes()) do before[id] = true end
+    local out, ok = helper.sh(helper.lua_cmd("arg = { [0] = 'examples/fork.lua', '12' }; dofile(arg[0])") .. " 2>&1")
+    assert.is_true(ok, out)
+    assert.matches("prepared and committed lockup%-commit:%x+", out)
+    -- each conversion littered; the next one saw none of it (the example asserts that)
+    assert.matches("12 conversions, each in a fresh copy", out, 1, true)
+    -- boxes were reused (how many resets are done when it prints depends on timing)
+    local resets = tonumber(out:match("(%d+) resets, 0 boxes replaced"))
+    assert.is_true(resets ~= nil and resets >= 6, out)
+    local left = {}
+    for _, id in ipairs(helper.boxes()) do
+      if not before[id] then left[#left + 1] = id end
+    end
+    assert.same({}, left)
+  end)
+end)

@@ -253,6 +253,7 @@ end
 local function hand_out(self, box)
   self.in_use[box] = true
   fill(self)
+  scheduler.pump()
   return box
 end
 
@@ -320,6 +321,7 @@ function Pool:release(box)
     self.resetting = self.resetting + 1
     if self.docker.cosockets then renew(self, box) else scheduler.background(renew, self, box) end
   end
+  scheduler.pump()
   return true
 end
 

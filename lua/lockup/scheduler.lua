@@ -611,6 +611,27 @@ function _M.background(fn, ...)
   return new_task(true, fn, ...).co
 end
 
+-- Outside lockup.run: lets the background tasks go as far as they can
+-- without waiting (each up to its next wait), so that what they ask of the
+-- Engine is on its way while the caller is busy elsewhere or idle, not only
+-- during its next lockup call (lockup.pool calls it when it hands a box out
+-- or takes one back). Inside run, or with nothing in the background, a no-op.
+local PUMP_TURNS = 64 -- enough for every task to reach a wait; a bound for tasks that only yield
+
+function _M.pump()
+  if running or nbg == 0 then return end
+  running = true
+  local ok, err = pcall(function()
+    for _ = 1, PUMP_TURNS do
+      if nready > 0 then run_ready() end
+      poll_once(false)
+      if nready == 0 then break end
+    end
+  end)
+  running = false
+  if not ok then error(err, 0) end
+end
+
 -- How many background tasks are not done yet.
 function _M.pending_background()
   return nbg
