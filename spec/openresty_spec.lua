@@ -209,6 +209,24 @@ describe("lockup inside nginx #nginx", function()
     assert.is_true(none_left(before), "a pooled box outlived its pool")
   end)
 
+  it("resets a pooled box in the request that gives it back, and hands it out clean", function()
+    local before = boxes_set()
+    local function reset_pooled(cmd, close)
+      local body, status = server:curl { path = "/reset_pooled?cmd=" .. url_encode(cmd)
+        .. (close and "&close=1" or ""), flags = "--max-time 120" }
+      assert.equal(200, status, body .. server:log())
+      return cjson.decode(body)
+    end
+    local first = reset_pooled("echo litter > /tmp/litter; sleep 100 & echo used")
+    assert.equal("used\n", first.stdout)
+    local second = reset_pooled("ls -A /tmp; ps -o comm | grep -c sleep")
+    assert.equal(first.id, second.id) -- the same container, reused
+    assert.equal("0\n", second.stdout) -- no file, no process left
+    assert.is_true(second.stats.resets >= 1)
+    reset_pooled("true", true)
+    assert.is_true(none_left(before), "a pooled box outlived its pool")
+  end)
+
   it("ends a worker's warm boxes with the worker (nginx -s reload)", function()
     local before = boxes_set()
     local body, status = server:curl { path = "/pooled", flags = "--max-time 120" }
