@@ -104,20 +104,20 @@ end
 
 -- Runs the pool's prepare on a box and, inside nginx, parks it (a box for
 -- the ready queue: lockup.lifecycle.park, so that a request can take it):
--- true, or nil, err (the box is then stopped).
-local function ready_up(self, box, park)
+-- true, or nil, err naming `what` (the box is then stopped).
+local function ready_up(self, box, park, what)
   if self.prepare then -- true, or nil, err, or it raises
     local ok, done, perr = pcall(self.prepare, box)
     if not ok or not done then
       box:stop()
-      return nil, "preparing a box: " .. tostring(not ok and done or perr or "prepare returned nothing")
+      return nil, "preparing " .. what .. ": " .. tostring(not ok and done or perr or "prepare returned nothing")
     end
   end
   if park then
     local ok, perr = lifecycle.park(box)
     if not ok then
       box:stop()
-      return nil, "parking a box: " .. perr
+      return nil, "parking " .. what .. ": " .. perr
     end
   end
   return true
@@ -129,8 +129,8 @@ local function fresh(self, for_queue)
   local box, err = box_api.start(self.docker, self.start, park and ("lockup-" .. core.random_hex(8)) or nil)
   if not box then return nil, err end
   local ok
-  ok, err = ready_up(self, box, park)
-  if not ok then return nil, "a new box: " .. err end
+  ok, err = ready_up(self, box, park, "a new box")
+  if not ok then return nil, err end
   return box
 end
 
@@ -148,7 +148,7 @@ end
 -- fails, discarded (fill starts another in its place).
 local function renew(self, box)
   local ok, err = box:reset()
-  if ok then ok, err = ready_up(self, box, self.docker.cosockets) end
+  if ok then ok, err = ready_up(self, box, self.docker.cosockets, "a reset box") end
   if ok then
     self.resets = self.resets + 1
     ready(self, box)

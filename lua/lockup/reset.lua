@@ -145,7 +145,7 @@ function _M.run(box)
     box.primed.conn:close()
     box.primed = nil
   end
-  local r, err = session.run(box, wipe_text(box), { timeout = STEP_TIMEOUT })
+  local r, err = session.run(box, wipe_text(box), { timeout = STEP_TIMEOUT, max_output = 65536 })
   if not r then return nil, err end
   local complaint = r.stdout:match("([^\n]*)\n$")
   if r.code ~= 0 or not complaint then

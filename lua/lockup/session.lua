@@ -225,6 +225,10 @@ local PROBE = "(unset IFS; read -r l </proc/self/stat; set -- $l; me=$1; k=; for
   .. "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
   .. '[ -r "$f" ] && while read -r k2 v; do [ "$k2" = oom_kill ] && n=$v; done <"$f"; done; echo $n $$$k)'
 
+-- The options of lockup's own steps at a session's start: whatever the
+-- box's max_output (a step's cap), their output is read whole.
+local OWN_STEP = { timeout = 10, max_output = 1024 * 1024 }
+
 -- PROBE's work without its subshell (a fork), for a new shell that has
 -- nothing of its own yet: the shell's own pid is listed, as it is in the
 -- lifeline's.
@@ -256,7 +260,7 @@ local BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command umask; \\
 local function prepare(box, shell_pid, first, probe)
   box.step_fn = false
   local r = _M.run(box, (probe and (SHELL_PROBE .. ";") or "") .. definition(shell_pid) .. ";\\command printf '\\n';"
-    .. (first and first ~= "" and (first .. ";") or "") .. BASELINE, { timeout = 10 })
+    .. (first and first ~= "" and (first .. ";") or "") .. BASELINE, OWN_STEP)
   if not r or box.dead then return false end
   local probed, rest = "", r.stdout
   if probe then probed, rest = r.stdout:match("^([^\n]*\n)(.*)$") end
@@ -278,7 +282,7 @@ end
 -- the box's start: box.step_fn is nil), this is where the session is
 -- prepared, `first` with it (see prepare).
 function _M.probe(box, first)
-  local r = _M.run(box, PROBE, { timeout = 10 })
+  local r = _M.run(box, PROBE, OWN_STEP)
   if not r then return nil end
   local ooms, pid, pids = probed(r.stdout)
   if pid and box.step_fn == nil and not prepare(box, pid, first) then return nil end
