@@ -1,42 +1,46 @@
 -- box:commit([tag]) -> tag | nil, err: an image of the box's files as they
 -- are now, to start many boxes from (lockup.pool{ image = tag }).
 --
--- `docker commit` alone does not do it: a hardened box writes only to tmpfs
--- mounts, which a commit does not see, and it would keep the box's config
--- (lockup's PID 1, its user, its labels) in the image. So:
---  1. the writable mounts are read out of the box with `tar -c`, as its user;
---  2. a container made (never started) from the box's image, or, for a box
---     with a writable root, from a `docker commit` of the box, gets that
---     archive under lockup.reset.COMMITTED (the Engine's archive endpoint
---     writes into a stopped container's root);
---  3. that container is committed with the box's image's own config plus a
---     label holding the content hash, and removed. A box started from the
---     image gets the files back into its mounts before its first step
---     (lockup.lifecycle, lockup.reset.restore_text), and lockup's hardened
---     defaults as any box does: an image carries no HostConfig.
--- The tag is content-addressed (lockup.tarsum): the box's image and what
--- its mounts (and, with a writable root, its changed files) hold. The same
--- preparation gives the same tag, and an image already there is reused.
-local core = require "lockup.core"
+-- `docker commit` does not do it: a hardened box writes only to tmpfs
+-- mounts, which a commit does not see, and the Engine fills what the given
+-- config leaves empty from the container's own (lockup's PID 1, the box's
+-- user, env and labels, which no later step can remove). So lockup reads
+-- the files out and builds the image on the box's image instead:
+--  1. the writable mounts, read with `tar -c` as the box's user; with a
+--     writable root, also what changed there (the Engine's /changes: an
+--     archive of the changed and added files, and the paths deleted);
+--  2. a build: FROM the box's image; the paths deleted removed (and an
+--     earlier commit's files, when the box's image is one); the root's
+--     changes added at /; the mounts' files added under
+--     lockup.reset.COMMITTED; labels. The image's config is its base's, as
+--     any build's; a box started from it gets the files back into its
+--     mounts before its first step (lockup.lifecycle, lockup.reset), and
+--     lockup's hardened defaults as any box does (an image carries no
+--     HostConfig).
+-- The tag is content-addressed (lockup.tarsum): the image the box's files
+-- started from (its lineage: the first image that is not a commit, and the
+-- root changes since) and what its mounts hold. The same preparation gives
+-- the same tag, and an image already there is reused.
 local exec = require "lockup.exec"
 local tarsum = require "lockup.tarsum"
 local reset = require "lockup.reset"
+local mutex = require "lockup.mutex"
+local fifo = require "lockup.lane.fifo"
+local cjson = require "cjson"
 
-local type, tostring, ipairs, pairs, next, error = type, tostring, ipairs, pairs, next, error
+local type, tostring, ipairs, error = type, tostring, ipairs, error
 local string_format, table_concat, table_sort = string.format, table.concat, table.sort
 
 local _M = {}
 
 local REPO = "lockup-commit" -- the repository of tags lockup chooses
-local CONTENT_LABEL = "lockup.content"
+local CONTENT_LABEL, LINEAGE_LABEL = "lockup.content", "lockup.lineage"
 local TIMEOUT = 120 -- seconds for reading the box's files out, and for each Engine call
 local MAX_BYTES = 1024 * 1024 * 1024 -- the largest archive of a box's files held in memory
 
--- What `docker commit` of a box with a writable root captured there: the
--- paths the Engine says changed, and an archive of those that are not
--- directories (a directory's own change is its entries'), for the hash.
-local CHANGED = 'for p; do [ -d "$p" ] && [ ! -L "$p" ] && continue; [ -e "$p" ] || [ -L "$p" ] || continue; '
-  .. 'printf "%s\\n" "${p#/}"; done | tar -c -f - -C / -T -'
+-- Commits in this process, one at a time: two of the same content at once
+-- would each build an image and the second would take the tag.
+local lock = mutex.new()
 
 local function run_out(box, argv, what)
   local r, err = exec.run(box, argv, { timeout = TIMEOUT, max_output = MAX_BYTES })
@@ -57,58 +61,58 @@ local function mounts_archive(box)
   return run_out(box, argv, "reading the box's writable mounts")
 end
 
--- For a box with a writable root: the hash input of what changed there.
+-- An archive of what changed in a writable root: each argument is
+-- "kind:path" (the Engine's kinds: 0 changed, 1 added); an added directory
+-- goes in whole, a changed one is only its listed entries. No `tar -T`
+-- (busybox's tar has none): the names are tar's arguments.
+local CHANGED = 'n=$#; for a; do k=${a%%:*}; p=${a#*:}; if [ -d "$p" ] && [ ! -L "$p" ]; then [ "$k" = 1 ] || continue; '
+  .. 'fi; { [ -e "$p" ] || [ -L "$p" ]; } || continue; set -- "$@" "${p#/}"; done; shift "$n"; '
+  .. '[ $# -gt 0 ] || exit 0; exec tar -c -f - -C / -- "$@"'
+
+-- Is `path` at or under one of `tops`?
+local function under(path, tops)
+  for _, top in ipairs(tops) do
+    if path == top or path:sub(1, #top + 1) == top .. "/" then return true end
+  end
+  return false
+end
+
+-- For a box with a writable root: the archive of what changed there, the
+-- paths deleted, and a hash of both; or nil, err. Mount points, and what
+-- lockup itself put in the root, are not the box's files.
 local function root_changes(box, d)
   local status, list = d:request("GET", "/containers/" .. box.id .. "/changes", { timeout = TIMEOUT })
   if not status then return nil, "asking the Engine what changed in the box: " .. list end
-  local lines, paths = {}, {}
+  local skip = { fifo.MOUNT, reset.COMMITTED }
+  for _, m in ipairs(box.mount_points) do skip[#skip + 1] = m end
+  local changes = {}
   for _, c in ipairs(type(list) == "table" and list or {}) do
-    lines[#lines + 1] = tostring(c.Kind) .. " " .. tostring(c.Path)
-    if c.Kind ~= 2 then paths[#paths + 1] = c.Path end -- 2: deleted
+    if type(c.Path) == "string" and not under(c.Path, skip) then changes[#changes + 1] = c end
   end
-  table_sort(lines)
-  table_sort(paths)
-  local archive, err = "", nil
-  if #paths > 0 then
+  table_sort(changes, function(a, b) return a.Path < b.Path end)
+  local args, deleted, added, lines = {}, {}, {}, {}
+  for _, c in ipairs(changes) do
+    if not under(c.Path, added) then -- what is in an added directory goes with it
+      lines[#lines + 1] = tostring(c.Kind) .. " " .. c.Path
+      if c.Kind == 2 then
+        deleted[#deleted + 1] = c.Path
+      else
+        args[#args + 1] = tostring(c.Kind) .. ":" .. c.Path
+        if c.Kind == 1 then added[#added + 1] = c.Path end
+      end
+    end
+  end
+  local archive = ""
+  if #args > 0 then
     local argv = { box.shell, "-c", CHANGED, "lockup-changed" }
-    for _, p in ipairs(paths) do argv[#argv + 1] = p end
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local err
     archive, err = run_out(box, argv, "reading the files that changed in the box's root")
     if not archive then return nil, err end
   end
-  local hex
-  hex, err = tarsum.hash(archive, table_concat(lines, "\n"))
+  local hex, err = tarsum.hash(archive, table_concat(lines, "\n"))
   if not hex then return nil, "the box's changed files: " .. err end
-  return hex
-end
-
--- A tar of one directory entry, to make COMMITTED in the container's root.
-local function dir_archive(name)
-  local t = core.tar()
-  local ok, err = t:dir(name, 493) -- 0755: readable by whichever user a box runs as
-  if ok then ok, err = t:finish() end
-  local data = ok and t:take(1024 * 1024)
-  t:close()
-  if not data then return nil, err end
-  return data
-end
-
--- The image's config, with the content label and without lockup's own.
-local function image_config(d, image_id, hex)
-  local status, info = d:request("GET", "/images/" .. image_id .. "/json", { timeout = TIMEOUT })
-  if not status then return nil, "reading the box's image: " .. info end
-  local config = type(info.Config) == "table" and info.Config or {}
-  local labels = {}
-  for k, v in pairs(type(config.Labels) == "table" and config.Labels or {}) do
-    if k:sub(1, 7) ~= "lockup." then labels[k] = v end
-  end
-  labels[CONTENT_LABEL] = hex
-  config.Labels = labels
-  -- JSON's [] and {} both decode to an empty table, which would go back as
-  -- {} where the Engine wants a list: an empty field is left out instead
-  for k, v in pairs(config) do
-    if type(v) == "table" and next(v) == nil then config[k] = nil end
-  end
-  return config
+  return archive, deleted, hex
 end
 
 -- Is `tag` there, and with which content? false when absent, the label's
@@ -123,40 +127,6 @@ local function existing(d, tag)
   return tostring(labels[CONTENT_LABEL] or "")
 end
 
--- Makes the image: the steps 2 and 3 above. true, or nil, err; the
--- container of the work is removed on every way out.
-local function make_image(d, box, from, archive, config, tag)
-  local repo, t = tag:match("^(.+):([%w_][%w_.%-]*)$")
-  local status, created = d:request("POST", "/containers/create", { timeout = TIMEOUT, body = {
-    Image = from, Entrypoint = { box.shell }, NetworkDisabled = true,
-    HostConfig = { NetworkMode = "none" },
-  } })
-  if not status then return nil, "making the image's container: " .. created end
-  local id = created.Id
-  local ok, err = true, nil
-  if archive ~= "" then
-    local dir
-    dir, err = dir_archive(reset.COMMITTED:sub(2))
-    ok = dir ~= nil
-    for _, step in ipairs(ok and { { "/", dir }, { reset.COMMITTED, archive } } or {}) do
-      ok, err = d:request("PUT", "/containers/" .. id .. "/archive", { query = { path = step[1] },
-        body = step[2], content_type = "application/x-tar", timeout = TIMEOUT })
-      if not ok then
-        err = "putting the box's files into the image: " .. err
-        break
-      end
-    end
-  end
-  if ok then
-    ok, err = d:request("POST", "/commit", { query = { container = id, repo = repo, tag = t, pause = false },
-      body = config, timeout = TIMEOUT })
-    if not ok then err = "committing the image: " .. err end
-  end
-  d:request("DELETE", "/containers/" .. id, { query = { force = 1 }, timeout = TIMEOUT })
-  if not ok then return nil, err end
-  return true
-end
-
 -- The tag to make, checked: `tag` as given (repo:tag, or repo alone for
 -- :latest), or REPO:<hash>; nil, err for one that cannot be an image name.
 local function tag_for(tag, hex)
@@ -169,50 +139,89 @@ local function tag_for(tag, hex)
   return tag
 end
 
--- The work, the box's lock held: the tag, or nil, err.
-function _M.run(box, tag)
-  local d = box.docker
-  local status, info = d:request("GET", "/containers/" .. box.id .. "/json", { timeout = TIMEOUT })
-  if not status then return nil, "reading the box's container: " .. info end
-  local image_id = info.Image
-  local archive, err = mounts_archive(box)
-  if not archive then return nil, err end
-  local salt = { "lockup-commit 1", image_id }
-  if not box.read_only then
-    local changes
-    changes, err = root_changes(box, d)
-    if not changes then return nil, err end
-    salt[#salt + 1] = changes
-  end
-  local hex
-  hex, err = tarsum.hash(archive, table_concat(salt, "\n") .. "\n")
-  if not hex then return nil, "the box's writable mounts: " .. err end
-  tag, err = tag_for(tag, hex)
-  if not tag then return nil, err end
-  local there
-  there, err = existing(d, tag)
+-- What `tag` holding `hex` means for a commit: tag (it is there already),
+-- false (it is free), or nil, err (another content has it).
+local function claimed(d, tag, hex)
+  local there, err = existing(d, tag)
   if there == nil then return nil, err end
   if there == hex then return tag end
   if there then
     return nil, string_format("image %s exists with other content (%s): choose another tag, or remove that image "
       .. "first (docker:remove_image)", tag, there == "" and "not made by box:commit" or "another box's files")
   end
-  local config
-  config, err = image_config(d, image_id, hex)
-  if not config then return nil, err end
-  local from = image_id
+  return false
+end
+
+-- The build's Dockerfile: see the top of this file.
+local function dockerfile(from, was_commit, deleted, root, mounts)
+  local lines = { "FROM " .. from }
+  local remove = was_commit and { reset.COMMITTED } or {}
+  for _, p in ipairs(deleted) do remove[#remove + 1] = p end
+  if #remove > 0 then
+    local argv = { "rm", "-rf", "--" }
+    for _, p in ipairs(remove) do argv[#argv + 1] = p end
+    lines[#lines + 1] = "RUN " .. cjson.encode(argv) -- exec form: no shell, names as they are
+  end
+  if root ~= "" then lines[#lines + 1] = "ADD root.tar /" end
+  if mounts ~= "" then lines[#lines + 1] = "ADD mounts.tar " .. reset.COMMITTED .. "/" end
+  return table_concat(lines, "\n") .. "\n"
+end
+
+-- The work, the box's lock and the commit lock held: the tag, or nil, err.
+local function commit(box, tag)
+  local d = box.docker
+  local status, info = d:request("GET", "/containers/" .. box.id .. "/json", { timeout = TIMEOUT })
+  if not status then return nil, "reading the box's container: " .. info end
+  local image_id = info.Image
+  status, info = d:request("GET", "/images/" .. image_id .. "/json", { timeout = TIMEOUT })
+  if not status then return nil, "reading the box's image: " .. info end
+  local labels = type(info.Config) == "table" and type(info.Config.Labels) == "table" and info.Config.Labels or {}
+  local lineage = labels[LINEAGE_LABEL] or image_id
+  local mounts, err = mounts_archive(box)
+  if not mounts then return nil, err end
+  local root, deleted = "", {}
   if not box.read_only then
-    status, info = d:request("POST", "/commit", { query = { container = box.id }, timeout = TIMEOUT })
-    if not status then return nil, "committing the box's root filesystem: " .. info end
-    from = info.Id
+    local changes
+    root, deleted, changes = root_changes(box, d)
+    if not root then return nil, deleted end
+    if changes ~= tarsum.hash("", "") then lineage = tarsum.hash("", lineage .. "\n" .. changes) end
   end
-  local ok
-  ok, err = make_image(d, box, from, archive, config, tag)
-  if not ok then
-    if from ~= image_id then d:request("DELETE", "/images/" .. from, { timeout = TIMEOUT }) end
-    return nil, err
+  local hex
+  hex, err = tarsum.hash(mounts, "lockup-commit 2\n" .. lineage .. "\n")
+  if not hex then return nil, "the box's writable mounts: " .. err end
+  tag, err = tag_for(tag, hex)
+  if not tag then return nil, err end
+  local done
+  done, err = claimed(d, tag, hex)
+  if done ~= false then return done, err end
+  local id
+  id, err = d:build {
+    context = { ["root.tar"] = root, ["mounts.tar"] = mounts },
+    dockerfile = dockerfile(image_id, labels[CONTENT_LABEL] ~= nil, deleted, root, mounts),
+    labels = { [CONTENT_LABEL] = hex, [LINEAGE_LABEL] = lineage }, timeout = TIMEOUT,
+  }
+  if not id then return nil, "making the image: " .. err end
+  -- Another process may have made the tag meanwhile: it keeps it.
+  done, err = claimed(d, tag, hex)
+  if done == false then
+    local repo, t = tag:match("^(.+):([^:]+)$")
+    done, err = d:request("POST", "/images/" .. id .. "/tag", { query = { repo = repo, tag = t },
+      timeout = TIMEOUT })
+    if done then return tag end
+    err = "tagging the image " .. tag .. ": " .. err
   end
-  return tag
+  d:request("DELETE", "/images/" .. id, { timeout = TIMEOUT })
+  return done and tag or nil, err
+end
+
+function _M.run(box, tag)
+  local ok, err = lock:lock()
+  if not ok then return nil, err end
+  local pok, r
+  pok, r, err = pcall(commit, box, tag)
+  lock:unlock()
+  if not pok then error(r, 0) end
+  return r, err
 end
 
 -- Checks commit's argument; raises at the caller's level.

@@ -350,6 +350,16 @@ function _M.tmpfs(host)
   return list
 end
 
+-- Every path a box has something mounted on (tmpfs and volumes), given its
+-- HostConfig, sorted.
+function _M.mount_points(host)
+  local list = {}
+  for path in pairs(host.Tmpfs) do list[#list + 1] = path end
+  for _, b in ipairs(host.Binds or {}) do list[#list + 1] = b:match("^[^:]*:([^:]*)") end
+  table.sort(list)
+  return list
+end
+
 -- The mounts a box can write to, given its HostConfig: the tmpfs mounts and
 -- the writable volumes (with a writable root filesystem, the rest too).
 function _M.writable(host)

@@ -171,7 +171,7 @@ function _M.start(d, opts, mt, park)
   local self = setmetatable({
     id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
     workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = hardening.writable(host),
-    tmpfs = hardening.tmpfs(host),
+    tmpfs = hardening.tmpfs(host), mount_points = hardening.mount_points(host),
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     lane_name = kind.name, lane = lane,

@@ -25,9 +25,11 @@ end
 local function number(h, at, len)
   local f = h:sub(at, at + len - 1)
   if f:byte(1) == 0x80 then
-    local n = 0
-    for i = 2, len do n = n * 256 + f:byte(i) end
-    if n >= 2 ^ 53 then return nil end
+    local n = 0.0 -- a float: Lua 5.4's integers would wrap before the check
+    for i = 2, len do
+      n = n * 256 + f:byte(i)
+      if n >= 2 ^ 53 then return nil end
+    end
     return n
   end
   local digits = f:match("^ *([0-7]*)[ %z]*$")
