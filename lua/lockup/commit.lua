@@ -66,8 +66,8 @@ end
 -- goes in whole, a changed one is only its listed entries. No `tar -T`
 -- (busybox's tar has none): the names are tar's arguments.
 local CHANGED = 'n=$#; for a; do k=${a%%:*}; p=${a#*:}; if [ -d "$p" ] && [ ! -L "$p" ]; then '
-  .. '[ "$k" = 1 ] || continue; fi; { [ -e "$p" ] || [ -L "$p" ]; } || continue; set -- "$@" "${p#/}"; done; shift "$n"; '
-  .. '[ $# -gt 0 ] || exit 0; exec tar -c -f - -C / -- "$@"'
+  .. '[ "$k" = 1 ] || continue; fi; { [ -e "$p" ] || [ -L "$p" ]; } || continue; set -- "$@" "${p#/}"; done; '
+  .. 'shift "$n"; [ $# -gt 0 ] || exit 0; exec tar -c -f - -C / -- "$@"'
 
 -- Is `path` at or under one of `tops`?
 local function under(path, tops)
