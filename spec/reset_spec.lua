@@ -3,9 +3,6 @@
 -- a reset cannot undo stops the box; a pool hands a reset box out clean, or
 -- discards it. Every box and pool a test makes is ended by after_each.
 --
--- A few tests end pending on what a reset does not do yet: a lockup bug
--- (the message starts "lockup bug:"), or the umask, which the README says is
--- checked, not set back. Each passes as written once that is done.
 local lockup = require "lockup"
 local helper = require "helper"
 
@@ -34,27 +31,19 @@ local function words(s)
   return n
 end
 
--- lockup bug: on the fifo lane the session's first probe can run before PID 1
--- has forked its watcher (dash, under load: 2 boxes in 120); the box's
--- lifeline_pids then lacks the watcher, and every reset of that box fails ("3
--- processes are left where the lifeline has 2"). Such a box is not used, so
--- that a test does not fail on it by chance.
-local function raced(box)
-  return count(box) ~= words(box.lifeline_pids)
-end
-
+-- A started box. Its lifeline's processes are all known (on the fifo lane
+-- PID 1 forks its watcher before the shell, so the first probe finds it; a
+-- box that missed it would fail every reset: "3 processes are left where
+-- the lifeline has 2").
 local function start(opts)
   opts = opts or {}
   opts.image = opts.image or helper.IMAGE
   opts.runtime = opts.runtime or helper.RUNTIME
-  for _ = 1, 5 do
-    local box, err = helper.docker():start(opts)
-    assert(box, err)
-    opened[#opened + 1] = box
-    if not raced(box) then return box end
-    box:stop()
-  end
-  error("five boxes in a row missed their lifeline's watcher")
+  local box, err = helper.docker():start(opts)
+  assert(box, err)
+  opened[#opened + 1] = box
+  assert.equal(count(box), words(box.lifeline_pids))
+  return box
 end
 
 -- A box of `image`, or nil when the Engine has no such image.
@@ -133,12 +122,6 @@ describe("box:reset", function()
       sh(box, "cd /tmp")
       assert.is_true(box:reset())
       local env = sh(box, "env | sort")
-      local function known(e) return (e:gsub("OLDPWD=[^\n]*\n", ""):gsub("SHLVL=[^\n]*\n", "")) end
-      if env ~= start_env and known(env) == known(start_env) then
-        pending("lockup bug: after a reset OLDPWD is set (busybox, dash: to the previous step's directory) "
-          .. "and busybox's SHLVL grows by one with each reset; the start's env:\n" .. start_env
-          .. "after the reset:\n" .. env)
-      end
       assert.equal(start_env, env)
     end)
 
@@ -161,12 +144,6 @@ describe("box:reset", function()
       sh(box, "umask 077")
       assert.equal("0077\n", sh(box, "umask"))
       local ok, err = box:reset()
-      if not ok and tostring(err):find("umask, signals or limits", 1, true) then
-        -- README: the reset checks the umask against the start's rather than
-        -- setting it back; a task that ran `umask 077` costs its box
-        pending("not undone: the reset does not set the umask back, finds it changed and stops the box: "
-          .. tostring(err))
-      end
       assert.is_true(ok, err)
       assert.equal(start_umask, sh(box, "umask"))
     end)
@@ -217,11 +194,17 @@ describe("box:reset", function()
       fails_and_stops(box)
     end)
 
-    it("a step made the shell ignore a signal (exec keeps that)", function()
-      local box = start()
-      assert.equal("ok\n", sh(box, "trap '' HUP; echo ok"))
-      fails_and_stops(box)
-    end)
+  end)
+
+  it("gives the shell back a signal a step made it ignore (exec would keep that)", function()
+    local box = start()
+    -- grep's own status: it inherits what the shell ignores (exec keeps SIG_IGN)
+    local ignored = sh(box, "grep SigIgn /proc/self/status")
+    assert.equal("ok\n", sh(box, "trap '' HUP TERM; echo ok"))
+    assert.are_not.equal(ignored, sh(box, "grep SigIgn /proc/self/status"))
+    local ok, err = box:reset()
+    assert.is_true(ok, err)
+    assert.equal(ignored, sh(box, "grep SigIgn /proc/self/status"))
   end)
 
   -- Found while writing this spec: what a step leaves that the wipe cannot
@@ -231,16 +214,8 @@ describe("box:reset", function()
       local box = start()
       sh(box, "echo secret >/tmp/s; echo secret >/work/s; set -f")
       local ok, err = box:reset()
-      if not ok then -- failing, and stopping the box, would be safe too
-        assert.matches("could not make it clean", err, 1, true)
-        return
-      end
-      local left = sh(box, "ls -A /tmp; ls -A /work")
-      if left ~= "" then
-        pending("lockup bug: with noglob left on by a step the reset's globs match nothing, its check too: "
-          .. "it returns true and these files are still there: " .. left:gsub("\n", " "))
-      end
-      assert.equal("", left)
+      assert.is_true(ok, err)
+      assert.equal("", sh(box, "ls -A /tmp; ls -A /work"))
     end)
 
     it("a writable mount made unreadable (chmod 0 /work): its files go, its mode comes back", function()
@@ -248,19 +223,9 @@ describe("box:reset", function()
       local modes = sh(box, "stat -c %a /tmp /work")
       sh(box, "echo secret >/work/s; chmod 0 /work")
       local ok, err = box:reset()
-      if not ok then
-        assert.matches("could not make it clean", err, 1, true)
-        return
-      end
-      local after_modes = sh(box, "stat -c %a /tmp /work")
-      local left = sh(box, "chmod 755 /work && ls -A /work") -- as the next task could
-      if after_modes ~= modes or left ~= "" then
-        pending("lockup bug: the reset leaves the modes of the writable mounts as a step set them (" ..
-          after_modes:gsub("\n", " ") .. "where the start had " .. modes:gsub("\n", " ") .. "), and the files of "
-          .. "one the box user made unreadable: " .. left:gsub("\n", " "))
-      end
-      assert.equal(modes, after_modes)
-      assert.equal("", left)
+      assert.is_true(ok, err)
+      assert.equal(modes, sh(box, "stat -c %a /tmp /work"))
+      assert.equal("", sh(box, "ls -A /work"))
     end)
 
     it("an exported read-only variable: gone, or the reset fails", function()
@@ -272,12 +237,7 @@ describe("box:reset", function()
           sh(box, "export SECRET=from-the-last-task; readonly SECRET")
           local ok, err = box:reset()
           if ok then
-            local left = sh(box, "echo \"${SECRET-}\"; env | grep -c SECRET; true")
-            if left:find("from-the-last-task", 1, true) then
-              pending("lockup bug: on " .. image .. " an exported read-only variable outlives the reset (its "
-                .. "unset fails quietly, the new shell inherits it): " .. left:gsub("\n", " "))
-            end
-            assert.equal("\n0\n", left)
+            assert.equal("\n0\n", sh(box, "echo \"${SECRET-}\"; env | grep -c SECRET; true"))
           else
             assert.is_string(err)
             assert.is_truthy(box.dead)
@@ -378,14 +338,11 @@ describe("lockup.pool{ reset = true }", function()
     return pool
   end
 
-  -- A box from the pool, not one that missed its watcher (see `raced`).
+  -- A box from the pool; its lifeline's processes all known (see `start`).
   local function take(pool)
-    for _ = 1, 5 do
-      local box = assert(pool:acquire())
-      if not raced(box) then return box end
-      box:stop()
-    end
-    error("five boxes in a row missed their lifeline's watcher")
+    local box = assert(pool:acquire())
+    assert.equal(count(box), words(box.lifeline_pids))
+    return box
   end
 
   -- Turns lockup's loop until the pool has done `n` resets in all.

@@ -171,12 +171,13 @@ function _M.start(d, opts, mt, park)
   local self = setmetatable({
     id = id, image = opts.image, docker = d, shell = shell, user = config.User, started_at = os.time(),
     workdir = config.WorkingDir, read_only = host.ReadonlyRootfs, writable = hardening.writable(host),
-    tmpfs = hardening.tmpfs(host), mount_points = hardening.mount_points(host),
+    mount_points = hardening.mount_points(host),
     timeout = opts.timeout or hardening.DEFAULTS.timeout,
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     lane_name = kind.name, lane = lane,
     stream = core.stream(), lock = mutex.new(), reap_lock = mutex.new(),
   }, mt)
+  self.tmpfs = hardening.tmpfs(host)
   local function fail(why, c)
     self:shut("the box failed to start")
     d:request("DELETE", "/containers/" .. id, { query = { force = 1 } })
@@ -197,8 +198,9 @@ function _M.start(d, opts, mt, park)
   if not status then return fail(err, code) end
   -- Learn the lifeline's pids (to kill what steps start) and the OOM count so far.
   self.lock:lock()
-  -- A committed image's files go back into the writable mounts first (lockup.reset).
-  self.ooms, self.shell_pid, self.lifeline_pids = session.probe(self, reset.restore_text(self.tmpfs))
+  -- The mounts' modes are noted, and a committed image's files go back into
+  -- them, before the first step (lockup.reset).
+  self.ooms, self.shell_pid, self.lifeline_pids = session.probe(self, reset.start_text(self.tmpfs))
   self.lock:unlock()
   if not self.lifeline_pids then
     return fail(self.dead or ("the session shell did not answer (is " .. shell .. " a POSIX shell?)"))

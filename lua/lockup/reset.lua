@@ -3,15 +3,16 @@
 --
 -- Three steps in the box's session, the box's lock held:
 --  1. in the used shell: every process but the lifeline's killed (the sweep),
---     the writable tmpfs mounts, /dev/shm and /dev/mqueue emptied, System V
---     IPC objects removed, the files a committed image keeps for its mounts
---     (lockup.commit) copied back in, the exported variables and functions
---     a step left dropped and the start's environment read back;
---  2. that shell replaced (exec, same pid) by a fresh one, in the start's
---     directory;
+--     the start's directory, umask, signal dispositions and soft limits set
+--     back, the writable tmpfs mounts, /dev/shm and /dev/mqueue emptied,
+--     System V IPC objects removed, the files a committed image keeps for
+--     its mounts (lockup.commit) copied back in, the exported variables and
+--     functions a step left dropped and the start's environment read back;
+--  2. that shell replaced (exec, same pid) by a fresh one;
 --  3. the check, in the fresh shell: only the lifeline's processes left, and
---     its umask, signal dispositions and limits as at the start (a step can
---     lower a limit for good, or ignore a signal, and exec keeps both).
+--     its umask, limits, blocked and ignored signals and environment as at
+--     the start (exec keeps a hard limit a step lowered for good, and a
+--     variable it made read-only).
 -- Any doubt, and the box is stopped: nil, err. README: "Resetting a box".
 local session = require "lockup.session"
 
@@ -44,9 +45,19 @@ end
 local ENTRIES = '"$__lk_d"/* "$__lk_d"/.[!.]* "$__lk_d"/..?*'
 local EXISTS = '{ \\command [ -e "$__lk_f" ] || \\command [ -L "$__lk_f" ]; }'
 
+local restore_text -- below
+
+-- What a box's session runs at its start, before its first step (see
+-- lockup.session's BASELINE): the modes of `mounts` noted (stat, where the
+-- image has it), then the files a committed image keeps for them copied in.
+function _M.start_text(mounts)
+  if #mounts == 0 then return "" end
+  return "__lk_modes=$(\\command stat -c %a -- " .. words(mounts) .. " 2>/dev/null); " .. restore_text(mounts)
+end
+
 -- Shell text that copies what a committed image keeps for each of `mounts`
 -- into it; sets __lk_bad on a failure. Nothing when the image has none.
-function _M.restore_text(mounts)
+function restore_text(mounts)
   if #mounts == 0 then return "" end
   return "if \\command [ -d " .. COMMITTED .. " ]; then for __lk_m in " .. words(mounts) .. "; do "
     .. "__lk_d=" .. COMMITTED .. "$__lk_m; \\command [ -d \"$__lk_d\" ] || continue; "
@@ -69,9 +80,16 @@ local CLEAR_ENV = table_concat({
   "set +f; \\unset IFS",
 }, "\n")
 
--- Step 1, after the sweep: prints the complaint (empty when clean). The
--- old shell is thrown away after it, so its PATH and options are set
--- freely; `\command` keeps a step's functions and aliases out.
+-- Signals a step can have the shell ignore or catch (not 9 and 19, which
+-- cannot be): `trap -` gives each its default back, so that the new shell
+-- does not inherit an ignored one. (One ignored when the shell started stays
+-- ignored: a shell cannot change that, and the start's baseline has it.)
+local SIGNALS = "1 2 3 4 5 6 7 8 10 11 12 13 14 15 16 17 18 20 21 22 23 24 25 26 27 28 29 30 31"
+
+-- Step 1: prints the complaint (empty when clean). The old shell is thrown
+-- away after it, so its options, PATH and traps are set freely (a step's
+-- `set -f` would leave every pattern below matching nothing); `\command`
+-- keeps a step's functions and aliases out.
 local function wipe_text(box)
   local places = {}
   for i, m in ipairs(box.tmpfs) do places[i] = m end
@@ -82,12 +100,35 @@ local function wipe_text(box)
     local q = shell_quote(m)
     globs[i] = q .. "/* " .. q .. "/.[!.]* " .. q .. "/..?*"
   end
+  globs = table_concat(globs, " ")
+  local umask, limits = box.baseline:match("^(%d+)\n"), {}
+  for flag, value in box.soft_limits:gmatch("(%a) (%w+)\n") do
+    limits[#limits + 1] = "\\command ulimit -S -" .. flag .. " " .. value .. " 2>/dev/null"
+  end
+  local modes, start_modes = {}, {} -- a mount whose own mode a step took from its user is given it back
+  for mode in (box.start_modes or ""):gmatch("%d+") do start_modes[#start_modes + 1] = mode end
+  for i, m in ipairs(box.tmpfs) do
+    local mode = #start_modes == #box.tmpfs and start_modes[i]
+    if mode then
+      local q = shell_quote(m)
+      modes[#modes + 1] = "{ \\command [ -r " .. q .. " ] && \\command [ -w " .. q .. " ] && \\command [ -x " .. q
+        .. " ]; } || \\command chmod " .. mode .. " " .. q .. " 2>/dev/null"
+    end
+  end
   return table_concat({
+    "\\command set +e +f +u", "PATH=" .. PATH, "\\unset IFS",
     -- `wait` reaps the shell's own children the sweep killed: a zombie is a process left
-    "PATH=" .. PATH, session.sweep_text(box), "\\command wait 2>/dev/null", "__lk_bad=",
-    -- rm only when there is something to remove: an exec costs a millisecond
-    "for __lk_f in " .. table_concat(globs, " ") .. "; do " .. EXISTS .. " && { \\command rm -rf -- "
-      .. table_concat(globs, " ") .. " 2>/dev/null; break; }; done",
+    session.sweep_text(box), "\\command wait 2>/dev/null", "__lk_bad=",
+    "\\command cd -- " .. shell_quote(box.workdir or "/") .. " 2>/dev/null",
+    umask and ("\\command umask " .. umask) or ":",
+    "\\command trap - " .. SIGNALS .. " 2>/dev/null",
+    table_concat(limits, "; "),
+    table_concat(modes, "; "),
+    -- rm only when there is something to remove (an exec costs a millisecond); a
+    -- directory a step made unreadable is made readable first
+    "for __lk_f in " .. globs .. "; do " .. EXISTS .. " && { \\command rm -rf -- " .. globs .. " 2>/dev/null "
+      .. "|| { \\command chmod -R u+rwx -- " .. globs .. " 2>/dev/null; \\command rm -rf -- " .. globs
+      .. " 2>/dev/null; }; break; }; done",
     "for __lk_d in " .. words(places) .. "; do for __lk_f in " .. ENTRIES .. "; do "
       .. EXISTS .. " && __lk_bad=\"$__lk_f could not be removed\"; done; done",
     "for __lk_k in m:shm q:msg s:sem; do __lk_d=/proc/sysvipc/${__lk_k#*:}; \\command [ -r \"$__lk_d\" ] || continue; "
@@ -95,7 +136,7 @@ local function wipe_text(box)
       .. "\\command ipcrm -${__lk_k%%:*} \"$__lk_i\" 2>/dev/null; done; } <\"$__lk_d\"; "
       .. "{ \\command read -r __lk_z; \\command read -r __lk_z && __lk_bad=\"System V IPC objects are left "
       .. "(${__lk_k#*:}): no ipcrm in the image, or they are not the box user's\"; } <\"$__lk_d\"; done",
-    _M.restore_text(box.tmpfs),
+    restore_text(box.tmpfs),
     CLEAR_ENV,
     "\\command eval " .. shell_quote(box.env_text),
     "\\command printf '%s\\n' \"$__lk_bad\"",
@@ -103,15 +144,21 @@ local function wipe_text(box)
 end
 
 -- Step 2, the step's whole line, outside `eval` (no step's redirection
--- stays on the new shell): to the start's directory, the sentinel, then
--- exec of a new session shell, same pid. The old shell has read this line
--- and no more (nothing more was sent), so the next line is the new one's.
+-- stays on the new shell): the sentinel, then exec of a new session shell,
+-- same pid. The old shell has read this line and no more (nothing more was
+-- sent), so the next line is the new one's.
 local function respawn_line(box)
   return function(_, token_hex)
-    return "\\command cd -- " .. shell_quote(box.workdir or "/") .. " 2>/dev/null; \\command printf '\\001%s 0\\n' "
-      .. token_hex .. "; \\command printf '\\001%s 0\\n' " .. token_hex .. " >&2; \\exec " .. shell_quote(box.shell)
-      .. "\n"
+    return "\\command printf '\\001%s 0\\n' " .. token_hex .. "; \\command printf '\\001%s 0\\n' " .. token_hex
+      .. " >&2; \\exec " .. shell_quote(box.shell) .. "\n"
   end
+end
+
+-- A shell that counts its depth (bash, busybox) adds one to SHLVL when it
+-- starts: the new shell's first step sets the start's value back.
+local function shell_level(env_text)
+  local level = env_text:match("SHLVL=['\"]?(%d+)")
+  return level and ("SHLVL=" .. level) or nil
 end
 
 local function count_words(s)
@@ -153,19 +200,23 @@ function _M.run(box)
       (r.stderr .. r.stdout):gsub("%s+$", "")))
   end
   if complaint ~= "" then return fail(complaint) end
-  local baseline, npids = box.baseline, count_words(box.lifeline_pids)
+  local baseline, env, npids = box.baseline, box.env_text, count_words(box.lifeline_pids)
   local st
   st, err = session.raw_step(box, respawn_line(box), STEP_TIMEOUT)
   if st ~= "exit" then return fail("its new shell did not answer: " .. tostring(err or st)) end
-  local ooms, pid, pids = session.renew(box)
+  local ooms, pid, pids = session.renew(box, shell_level(env))
   if not pids then return fail(box.dead or "its new shell did not answer the probe") end
   box.ooms, box.shell_pid, box.lifeline_pids = ooms, pid, pids
   if count_words(pids) ~= npids then
     return fail(string_format("%d processes are left where the lifeline has %d", count_words(pids), npids))
   end
   if box.baseline ~= baseline then
-    return fail("its new shell's umask, signals or limits are not those of the box's start (a step changed "
-      .. "them for good)")
+    return fail("its new shell's umask, limits or ignored signals are not those of the box's start (a step "
+      .. "lowered a hard limit, or changed what a reset cannot give back)")
+  end
+  if box.env_text ~= env then
+    return fail("its new shell's environment is not the start's (a step left a variable that cannot be unset: "
+      .. "exported and read-only)")
   end
   return true
 end

@@ -43,7 +43,9 @@ local ATTACH = table_concat({
 }, "\n")
 
 -- Fifo lane: the session shell reads `in` itself and is PID 1's own child
--- ($s), so PID 1 knows when it ends and with what code. The watcher ($w) is a
+-- ($s), so PID 1 knows when it ends and with what code. The watcher ($w),
+-- started before the shell (the session's first probe must find it, or a
+-- sweep would take it for a step's process), is a
 -- subshell of builtins that reads `life` (opened once by PID 1, fd 3): at EOF
 -- the host is gone; each word the host writes there (fifo:poke) is a request
 -- to kill the steps' processes, which the watcher passes to PID 1 as SIGUSR1.
@@ -60,10 +62,11 @@ local ATTACH = table_concat({
 -- interrupt that wait too.
 local FIFO = table_concat({
   'exec 9>&2 2>/dev/null 3</.lockup/life',
-  '"$0" </.lockup/in >/.lockup/out 2>/.lockup/err 9>&- 3<&- & s=$!',
-  'w=',
+  's= w=',
   'trap \'for i in 1 2 3 4 5 6 7 8; do f=; for d in /proc/[0-9]*; do p=${d#/proc/}; '
     .. 'case " 1 $s $w " in *" $p "*) ;; *) kill -9 "$p" && f=1;; esac; done; [ -z "$f" ] && break; done\' USR1',
+  '{ while read -r _; do kill -USR1 1; done <&3; } & w=$!',
+  '"$0" </.lockup/in >/.lockup/out 2>/.lockup/err 9>&- 3<&- & s=$!',
   '[ -n "$BASH_VERSION" ] || trap : CHLD',
   'while :; do',
   '  if [ -z "$w" ]; then { while read -r _; do kill -USR1 1; done <&3; } & w=$!; fi',
@@ -238,25 +241,33 @@ local SHELL_PROBE = "__lk_k=; for __lk_d in /proc/[0-9]*; do __lk_k=\"$__lk_k ${
   .. "\\command [ \"$__lk_a\" = oom_kill ] && __lk_n=$__lk_b; done <\"$__lk_d\"; done; "
   .. "\\command echo \"$__lk_n $$$__lk_k\"; \\unset __lk_k __lk_d __lk_n __lk_a __lk_b"
 
--- What a fresh session shell is like, for lockup.reset to compare a new
--- shell with: a line for `first`'s complaint (empty when none), then the
--- umask, the resource limits and the blocked and ignored signals (fields 32
--- and 33 of /proc/self/stat), then "--" and the environment (`export -p`,
--- which the same shell can read back). Builtins in the shell itself (a
--- `read` of /proc/self/status or limits costs a millisecond: one byte per
--- read(2)), names unset after.
-local BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command umask; \\command ulimit -a; "
+-- What a fresh session shell is like, for lockup.reset: a line for
+-- `first`'s complaint (empty when none), one for what it noted in
+-- __lk_modes (the modes of the box's mounts, at the start); the fingerprint, which a reset's
+-- new shell must match: the umask, the soft and hard resource limits and
+-- the blocked and ignored signals (fields 32 and 33 of /proc/self/stat);
+-- "--", the soft limits again as "flag value" lines a reset sets back
+-- (each shell knows its own flags: those it lacks are left out); "--", and
+-- the environment (`export -p`, which the same shell can read back).
+-- Builtins in the shell itself (a `read` of /proc/self/status or limits
+-- costs a millisecond: one byte per read(2)), names unset after.
+local BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command echo ${__lk_modes-}; "
+  .. "\\command umask; \\command ulimit -a; "
   .. "\\command ulimit -H -a; \\command read -r __lk_a </proc/self/stat; __lk_i=0; for __lk_b in ${__lk_a##*) }; do "
   .. "__lk_i=$((__lk_i + 1)); case $__lk_i in 30|31) \\command echo \"signals $__lk_b\";; esac; done; "
-  .. "\\unset __lk_a __lk_b __lk_i __lk_bad; \\command echo --; \\command export -p"
+  .. "\\command echo --; for __lk_a in c d e f i l m n q r s t u v x; do "
+  .. "\\command ulimit -S -$__lk_a >/dev/null 2>&1 && "
+  .. "{ \\command printf '%s ' $__lk_a; \\command ulimit -S -$__lk_a; }; "
+  .. "done; \\unset __lk_a __lk_b __lk_i __lk_bad __lk_modes; \\command echo --; \\command export -p"
 
 -- The session's start, once its shell's pid is known: defines the tail
 -- function where the shell can make it read-only (see STEP_FN), and from
 -- then on sends the short line; learns whether the shell has `unalias`;
 -- runs `first` (shell text that may set __lk_bad to a complaint), then
--- notes the BASELINE (box.baseline, box.env_text, box.first_error). With
--- `probe`, PROBE's line comes first, in the same step: it is returned.
--- false when the box was lost meanwhile (or stopped: the step timed out).
+-- notes the BASELINE (box.first_error, box.baseline, box.soft_limits,
+-- box.env_text). With `probe`, PROBE's line comes first, in the same step:
+-- it is returned. false when the box was lost meanwhile (or stopped: the
+-- step timed out).
 local function prepare(box, shell_pid, first, probe)
   box.step_fn = false
   local r = _M.run(box, (probe and (SHELL_PROBE .. ";") or "") .. definition(shell_pid) .. ";\\command printf '\\n';"
@@ -264,11 +275,13 @@ local function prepare(box, shell_pid, first, probe)
   if not r or box.dead then return false end
   local probed, rest = "", r.stdout
   if probe then probed, rest = r.stdout:match("^([^\n]*\n)(.*)$") end
-  local head, complaint, fingerprint, env = (rest or ""):match("^([^\n]*)\n([^\n]*)\n(.-)\n%-%-\n(.*)$")
+  local head, complaint, modes, fingerprint, soft, env =
+    (rest or ""):match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.-)\n%-%-\n(.-)%-%-\n(.*)$")
   if not head then return false end
   box.step_fn = head:find(STEP_FN .. " ", 1, true) == 1
   box.unalias = head:find("unalias", 1, true) ~= nil
-  box.first_error, box.baseline, box.env_text = complaint, fingerprint, env
+  box.first_error, box.baseline, box.soft_limits, box.env_text = complaint, fingerprint, soft, env
+  if modes ~= "" then box.start_modes = modes end
   return probed
 end
 
@@ -290,11 +303,11 @@ function _M.probe(box, first)
 end
 
 -- The same for a new shell that replaced the session's (exec, same pid:
--- lockup.reset), probed and prepared in one step.
-function _M.renew(box)
+-- lockup.reset), probed and prepared in one step, `first` with it.
+function _M.renew(box, first)
   local pid = box.shell_pid
   box.step_fn, box.shell_pid, box.unalias = nil, nil, nil
-  local line = prepare(box, pid, nil, true)
+  local line = prepare(box, pid, first, true)
   if not line then return nil end
   return probed(line)
 end
