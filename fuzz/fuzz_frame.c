@@ -36,7 +36,7 @@ typedef struct {
     size_t held;       /* without error: bytes of an incomplete frame at the end */
 } outcome;
 
-static int known(int t) { return t == 'C' || t == 'H' || t == 'Y' || t == 'R' || t == 'E'; }
+static int known(int t) { return t == 'C' || t == 'H' || t == 'Y' || t == 'P' || t == 'R' || t == 'E'; }
 
 /* The reference: the frames read straight off the whole buffer, with the same
  * rules written in the plainest way. */

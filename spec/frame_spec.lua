@@ -24,7 +24,7 @@ local function run(pieces, max)
 	return got, nil, f
 end
 
-local ERR_TYPE = "unknown frame type in the inmate protocol stream (not C, H, Y, R or E)"
+local ERR_TYPE = "unknown frame type in the inmate protocol stream (not C, H, Y, P, R or E)"
 local ERR_SIZE = "inmate protocol frame larger than the limit (see core.frames(max_bytes))"
 local ERR_AFTER = "bytes after the final frame (R or E) of the inmate protocol stream"
 

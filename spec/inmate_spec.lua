@@ -135,9 +135,9 @@ describe("lockup.inmate", function()
       assert.is_true(at[3] - at[2] >= 0.3, "yield 3 came with yield 2")
     end)
 
-    -- The protocol must not travel where a transport holds bytes back (a box
-    -- step's stdout keeps a trailing 0x01, which could begin its sentinel):
-    -- yield(1) ends in 0x01.
+    -- A box step's stdout, where the protocol travels, keeps a trailing 0x01
+    -- back (it could begin the step's sentinel): yield(1) ends in 0x01, and
+    -- the runner follows it with an empty P frame so that it arrives at once.
     it("a yield arrives when it is made, whatever its last byte (yield(1) ends in 0x01)", function()
       local at = {}
       local t0 = now()

@@ -41,21 +41,31 @@ local function call(name, ...)
 end
 
 -- The frames in a runner's output, decoded: {type =, value =} with the values
--- list for Y and R, the table for H and E.
+-- list for Y and R, the table for H and E. An empty P frame must follow each
+-- Y frame that ends in byte 1, and nothing else; it is checked and left out.
 local function decode_stream(raw)
 	local parser = core.frames()
 	local list = assert(parser:feed(raw))
 	assert.equal(0, parser:buffered(), "fd 3 ended in the middle of a frame")
 	local frames = {}
 	for i, fr in ipairs(list) do
+		local prev = list[i - 1]
+		local padded = prev ~= nil and prev.type == "Y" and (prev.payload:byte(-1) or 0) == 1
+		assert.equal(padded, list[i].type == "P", "a P frame follows exactly the yields that end in byte 1")
+	end
+	for _, fr in ipairs(list) do
 		local v, err
-		if fr.type == "Y" or fr.type == "R" then
+		if fr.type == "P" then
+			assert.equal("", fr.payload)
+		elseif fr.type == "Y" or fr.type == "R" then
 			v, err = codec.decode_values(fr.payload)
 		else
 			v, err = codec.decode_value(fr.payload)
 		end
-		assert(v ~= nil, err)
-		frames[i] = { type = fr.type, value = v }
+		if fr.type ~= "P" then
+			assert(v ~= nil, err)
+			frames[#frames + 1] = { type = fr.type, value = v }
+		end
 	end
 	return frames
 end

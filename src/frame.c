@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-const char lk_frame_err_type[] = "unknown frame type in the inmate protocol stream (not C, H, Y, R or E)";
+const char lk_frame_err_type[] = "unknown frame type in the inmate protocol stream (not C, H, Y, P, R or E)";
 const char lk_frame_err_size[] = "inmate protocol frame larger than the limit (see core.frames(max_bytes))";
 const char lk_frame_err_after[] = "bytes after the final frame (R or E) of the inmate protocol stream";
 const char lk_frame_err_oom[] = "out of memory";
@@ -20,7 +20,7 @@ size_t lk_frame_buffered(const lk_frame *f) {
 }
 
 static int known(int type) {
-    return type == 'C' || type == 'H' || type == 'Y' || type == 'R' || type == 'E';
+    return type == 'C' || type == 'H' || type == 'Y' || type == 'P' || type == 'R' || type == 'E';
 }
 
 static int fail(lk_frame *f, const char *why) {

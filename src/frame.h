@@ -1,5 +1,5 @@
 /* Frame parser for the inmate protocol (docs/inmate-protocol.md): each frame is
- * a type byte (C, H, Y, R or E), a big-endian u32 payload length, and the payload.
+ * a type byte (C, H, Y, P, R or E), a big-endian u32 payload length, and the payload.
  * R and E are final: after one of them, any further byte is an error.
  *
  * Sans-IO: bytes in, whole frames out, one at a time. Unlike demux.c this parser

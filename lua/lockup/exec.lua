@@ -8,7 +8,6 @@ local options = require "lockup.options"
 local result = require "lockup.result"
 
 local type, ipairs, error, tostring, pcall = type, ipairs, error, tostring, pcall
-local table = table
 local string_format, math_max = string.format, math.max
 local now = core.monotime
 
@@ -109,7 +108,7 @@ local function drained(box, argv, opts)
   return wrapped
 end
 
--- The exec's request body, and what tells a primed exec fits a later call.
+-- The exec's request body.
 local function exec_body(box, argv, opts)
   return {
     AttachStdin = opts.stdin ~= nil, AttachStdout = true, AttachStderr = true, Tty = false,
@@ -117,14 +116,7 @@ local function exec_body(box, argv, opts)
   }
 end
 
-local function fits(body)
-  local key = { tostring(body.AttachStdin), body.WorkingDir or "", body.User or "", #(body.Env or {}) }
-  for _, a in ipairs(body.Cmd) do key[#key + 1] = a end
-  for _, e in ipairs(body.Env or {}) do key[#key + 1] = e end
-  return table.concat(key, "\0")
-end
-
--- Creates and starts an exec, hijacked: { path, conn, rest, key } or nil, err.
+-- Creates and starts an exec, hijacked: { path, conn, rest } or nil, err.
 local function open(box, body, fail, deadline)
   local d = box.docker
   local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = body, deadline = deadline })
@@ -134,22 +126,7 @@ local function open(box, body, fail, deadline)
   status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true,
     deadline = deadline })
   if not status then return nil, fail .. conn end
-  return { path = path, conn = conn, rest = rest, key = fits(body) }
-end
-
--- Starts argv in the box ahead of the call that will want it (a pool's
--- prepare: the process is up, waiting for its stdin, when the call comes).
--- The next exec of the same argv and options takes it over; true, or nil, err.
--- Inside nginx and over TLS nothing is primed: there stdin's size is part of
--- the command line (delimited), and it is known only when the call comes.
-function _M.prime(box, argv, opts)
-  opts = opts or {}
-  if box.docker.cosockets or box.docker.tls then return true end
-  local ex, err = open(box, exec_body(box, drained(box, argv, opts), opts),
-    "priming an exec in box " .. box.id:sub(1, 12) .. ": ")
-  if not ex then return nil, err end
-  box.primed = ex
-  return true
+  return { path = path, conn = conn, rest = rest }
 end
 
 -- Runs argv in the box (its lock held) and returns a result, or nil, err.
@@ -163,18 +140,8 @@ function _M.run(box, argv, opts, overrun)
   wrapped = drained(box, wrapped, opts)
   local deadline = started + (opts.timeout or box.timeout)
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
-  local body = exec_body(box, wrapped, opts)
-  local ex = box.primed
-  box.primed = nil
-  if ex and ex.key ~= fits(body) then
-    ex.conn:close()
-    ex = nil
-  end
-  if not ex then
-    local err
-    ex, err = open(box, body, fail, deadline)
-    if not ex then return nil, err end
-  end
+  local ex, err = open(box, exec_body(box, wrapped, opts), fail, deadline)
+  if not ex then return nil, err end
   local stream = core.stream()
   step.arm(box, stream, nil, opts)
   local lane = attach.wrap(ex.conn)

@@ -5,8 +5,8 @@
 --   print(jail:reverse("foobar"))                  --> raboof
 --
 -- Each call takes a fresh box from the jail's image (started for it, or
--- from a warm pool with `pool = n`, whose boxes have the runtime already up),
--- runs the runtime (lockup/inmate/runner.lua) on the call's request, reads
+-- from a warm pool with `pool = n`, reset boxes with `reset = true`), runs
+-- the runtime (lockup/inmate/runner.lua) on the call's request, reads
 -- its frames (parsed by lockup.core's frame parser, payloads decoded by the
 -- codec) and destroys the box. docs/inmate-protocol.md has the protocol. Everything that comes out of
 -- the jail is data: values, never code or names to load.
@@ -19,7 +19,6 @@ local docker_api = require "lockup.docker"
 local options = require "lockup.options"
 local scheduler = require "lockup.scheduler"
 local pool_api = require "lockup.pool"
-local exec = require "lockup.exec"
 
 local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
   setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
@@ -45,12 +44,13 @@ local DEFAULT_MAX_VALUES = 250000 -- values one frame may create
 local SLICE = 10000
 local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
 
--- What each call runs in its box, through the exec API: the protocol on fd 3
--- (the exec's stdout), the inmate's own prints on stderr. Not a step of the
--- box's shell: a step's stdout holds back a trailing byte that could begin its
--- sentinel, which would delay a frame ending in 0x01; and exec's stdin takes
--- the request raw.
-local ARGV = { "/bin/sh", "-c", "exec lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2" }
+-- What each call runs in its box, a step of the box's shell: the protocol on
+-- fd 3 (the step's stdout), the inmate's own prints on stderr, the request as
+-- the step's stdin. A step costs the shell a fork; an exec (the Engine's API)
+-- costs dockerd and runc some 40 ms each. (A step's stdout holds back a last
+-- byte 0x01, which could begin its sentinel: the runner follows a yield that
+-- ends in one with an empty P frame.)
+local COMMAND = "lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2"
 
 -- Raised from inside the frame reader to end a call at the first protocol
 -- violation (the reader's state says which).
@@ -210,9 +210,8 @@ function _M.new(opts)
     self.docker = d
     self:build()
     if opts.pool then
-      -- Each box comes with the runtime started, waiting for its request.
       self.pool = pool_api.new { docker = d, image = self.image, size = opts.pool, start = self.start,
-        reset = opts.reset, prepare = function(box) return exec.prime(box, ARGV, { stdin = "" }) end }
+        reset = opts.reset }
     end
   end
   return self
@@ -300,6 +299,8 @@ local function reader(self, on_yield, deadline)
           return
         end
         state.hello = true
+      elseif f.type == codec.PAD then
+        if #f.payload > 0 then state.bad = "a P frame that is not empty" return end
       elseif f.type == codec.YIELD then
         local v = decode(f, true)
         if not v then return end
@@ -322,7 +323,7 @@ local function reader(self, on_yield, deadline)
 end
 
 -- What a call's end means for its caller: its results, or a raised error.
--- `cost`: the exec's result, for what the call cost (nil in local mode).
+-- `cost`: the step's result, for what the call cost (nil in local mode).
 local function conclude(self, fn, state, cost)
   if state.bad then raise(self, "protocol", fn, "the jail broke the protocol: " .. state.bad, nil, cost) end
   if state.limit then raise(self, "protocol", fn, state.limit, nil, cost) end
@@ -353,10 +354,10 @@ local function call_in_box(self, box, fn, request, on_yield, timeout)
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end -- while starting
   self.active[box] = true
   local on_output = self.on_output
-  -- The exec's own deadline, give or take its create request: a jail whose
-  -- frames keep the host decoding is stopped there too.
+  -- The step's own deadline: a jail whose frames keep the host decoding is
+  -- stopped there too.
   local state = reader(self, on_yield, now() + timeout)
-  local ok, r, rerr = pcall(box.exec, box, ARGV, {
+  local ok, r, rerr = pcall(box.run, box, COMMAND, {
     stdin = request, timeout = timeout,
     on_stdout = state.feed,
     on_stderr = function(chunk)

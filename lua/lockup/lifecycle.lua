@@ -276,10 +276,6 @@ end
 function _M.shut(self, why)
   self.dead = self.dead or why
   if self.parked then _M.unpark(self) end -- closed below: a parked connection would keep the box
-  if self.primed then -- an exec started ahead of its call (lockup.exec.prime)
-    self.primed.conn:close()
-    self.primed = nil
-  end
   if self.lane then
     self.lane:close()
     self.lane = nil

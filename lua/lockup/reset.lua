@@ -188,10 +188,6 @@ function _M.run(box)
     box:shut("the box was stopped: a reset could not make it clean (" .. why .. ")")
     return nil, box.dead
   end
-  if box.primed then -- a process started ahead of a call (lockup.exec.prime) is one of the box's processes
-    box.primed.conn:close()
-    box.primed = nil
-  end
   local r, err = session.run(box, wipe_text(box), { timeout = STEP_TIMEOUT, max_output = 65536 })
   if not r then return nil, err end
   local complaint = r.stdout:match("([^\n]*)\n$")

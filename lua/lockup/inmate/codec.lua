@@ -348,12 +348,12 @@ _M.PROTOCOL = 1
 _M.MAX_FRAME = 4 * 1024 * 1024
 
 -- Frame types.
-_M.CALL, _M.HELLO, _M.YIELD, _M.RETURN, _M.ERROR = "C", "H", "Y", "R", "E"
-local TYPES = { C = true, H = true, Y = true, R = true, E = true }
+_M.CALL, _M.HELLO, _M.YIELD, _M.PAD, _M.RETURN, _M.ERROR = "C", "H", "Y", "P", "R", "E"
+local TYPES = { C = true, H = true, Y = true, P = true, R = true, E = true }
 
 -- frame(type, payload) -> header .. payload
 function _M.frame(kind, payload)
-  if not TYPES[kind] then error("frame: type must be one of C, H, Y, R, E", 2) end
+  if not TYPES[kind] then error("frame: type must be one of C, H, Y, P, R, E", 2) end
   if type(payload) ~= "string" then error("frame: payload must be a string", 2) end
   if #payload > MAX_U32 then error("frame: payload of 4 GiB or more", 2) end
   return kind .. u32(#payload) .. payload

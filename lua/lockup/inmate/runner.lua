@@ -177,7 +177,16 @@ function _M.serve(opts)
     error("bad argument to 'serve' ({dir = string, request = string or function, write = function} expected)", 2)
   end
   local write = opts.write
-  local function send(kind, payload) write(codec.frame(kind, payload)) end
+  -- The protocol reaches the host as a step's output, whose stream holds back
+  -- a last byte 0x01 (it could begin the session's sentinel) until more comes:
+  -- a yield that ends in one is followed by an empty P frame, so that the host
+  -- has it at once, not with the next frame. (A final frame is followed by
+  -- the sentinel itself.)
+  local function send(kind, payload)
+    local bytes = codec.frame(kind, payload)
+    write(bytes)
+    if kind == codec.YIELD and bytes:byte(-1) == 1 then write(codec.frame(codec.PAD, "")) end
+  end
   send(codec.HELLO, codec.encode_value({ protocol = codec.PROTOCOL, runtime = RUNTIME }))
   send(call(opts, send))
   return true
