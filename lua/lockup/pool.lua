@@ -253,7 +253,6 @@ end
 local function hand_out(self, box)
   self.in_use[box] = true
   fill(self)
-  scheduler.pump()
   return box
 end
 

@@ -614,8 +614,9 @@ end
 -- Outside lockup.run: lets the background tasks go as far as they can
 -- without waiting (each up to its next wait), so that what they ask of the
 -- Engine is on its way while the caller is busy elsewhere or idle, not only
--- during its next lockup call (lockup.pool calls it when it hands a box out
--- or takes one back). Inside run, or with nothing in the background, a no-op.
+-- during its next lockup call (lockup.pool calls it when it takes a box
+-- back: not when it hands one out, where it would add the tasks' work to the
+-- caller's wait). Inside run, or with nothing in the background, a no-op.
 local PUMP_TURNS = 64 -- enough for every task to reach a wait; a bound for tasks that only yield
 
 function _M.pump()
