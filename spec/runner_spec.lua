@@ -51,7 +51,7 @@ local function decode_stream(raw)
 	for i, fr in ipairs(list) do
 		local prev = list[i - 1]
 		local padded = prev ~= nil and prev.type == "Y" and (prev.payload:byte(-1) or 0) == 1
-		assert.equal(padded, list[i].type == "P", "a P frame follows exactly the yields that end in byte 1")
+		assert.equal(padded, fr.type == "P", "a P frame follows exactly the yields that end in byte 1")
 	end
 	for _, fr in ipairs(list) do
 		local v, err
