@@ -30,6 +30,22 @@ local function read(path)
   return (assert(helper.read(path), "cannot read " .. path))
 end
 
+-- The lockup boxes on the Engine (any owner: the examples run as processes
+-- of their own), as a set; and those of them not in `before`.
+local function all_boxes()
+  local set = {}
+  for _, id in ipairs(helper.boxes()) do set[id] = true end
+  return set
+end
+
+local function new_since(before)
+  local left = {}
+  for id in pairs(all_boxes()) do
+    if not before[id] then left[#left + 1] = id end
+  end
+  return left
+end
+
 describe("examples/thumbnail.lua", function()
   local dir, input, output
   before_each(function()
@@ -61,24 +77,18 @@ describe("examples/thumbnail.lua", function()
   it("fails clearly on an input that is not an image, and leaves nothing behind", function()
     helper.write(input, "not a jpeg at all")
     -- Compared as sets: a box of an earlier spec may still be in removal.
-    local before = {}
-    for _, id in ipairs(helper.boxes()) do before[id] = true end
+    local before = all_boxes()
     local out, ok = run_example(input)
     assert.is_false(ok)
     assert.matches("conversion failed", out, 1, true)
     assert.is_nil(io.open(output, "rb"))
-    local left = {}
-    for _, id in ipairs(helper.boxes()) do
-      if not before[id] then left[#left + 1] = id end
-    end
-    assert.same({}, left)
+    assert.same({}, new_since(before))
   end)
 end)
 
 describe("examples/fork.lua", function()
   it("commits a prepared box and converts in fresh copies, leaving no box behind", function()
-    local before = {}
-    for _, id in ipairs(helper.boxes()) do before[id] = true end
+    local before = all_boxes()
     local out, ok = helper.sh(helper.lua_cmd("arg = { [0] = 'examples/fork.lua', '12' }; dofile(arg[0])") .. " 2>&1")
     assert.is_true(ok, out)
     assert.matches("prepared and committed lockup%-commit:%x+", out)
@@ -87,10 +97,6 @@ describe("examples/fork.lua", function()
     -- boxes were reused (how many resets are done when it prints depends on timing)
     local resets = tonumber(out:match("(%d+) resets, 0 boxes replaced"))
     assert.is_true(resets ~= nil and resets >= 6, out)
-    local left = {}
-    for _, id in ipairs(helper.boxes()) do
-      if not before[id] then left[#left + 1] = id end
-    end
-    assert.same({}, left)
+    assert.same({}, new_since(before))
   end)
 end)
