@@ -24,7 +24,7 @@
 package.path = (arg[0]:match("^(.*)[/\\]") or ".") .. "/?.lua;" .. package.path
 local lockup = require "lockup"
 local core = require "lockup.core"
-local session = require "lockup.session"
+local shell_text = require "lockup.shell"
 local common = require "common"
 
 local now, clock = core.monotime, os.clock
@@ -94,8 +94,8 @@ end
 local FAKE_PID = 999999
 local function lockup_template(bash)
   local shell = { shell_pid = FAKE_PID, step_fn = bash, unalias = true }
-  local line = session.command_line("true", "@TOKEN@", nil, shell):gsub(tostring(FAKE_PID), "$$")
-  return write_file(line), bash and write_file((session.definition(FAKE_PID):gsub(tostring(FAKE_PID), "$$")) .. "\n") or nil
+  local line = shell_text.command_line("true", "@TOKEN@", nil, shell):gsub(tostring(FAKE_PID), "$$")
+  return write_file(line), bash and write_file((shell_text.definition(FAKE_PID):gsub(tostring(FAKE_PID), "$$")) .. "\n") or nil
 end
 local FLOOR = write_file('true; echo "\1@TOKEN@ $?"\n')
 
@@ -166,7 +166,7 @@ local function round_trip()
     -- and PID 1 (the lifeline, which relays stdin to the session shell) an
     -- attach box has. busybox only.
     boxes[#boxes + 1] = { key = "attach", box = assert(docker:start { image = IMAGE, lane = "attach" }) }
-    local lifeline = session.lifeline("attach"):gsub("'", "'\\''")
+    local lifeline = shell_text.lifeline("attach"):gsub("'", "'\\''")
     local raw = must(fmt("docker run -d -i --rm --network none --read-only --cap-drop ALL "
       .. "--security-opt no-new-privileges -u 65534:65534 --log-driver none --entrypoint /bin/sh %s -c '%s' /bin/sh",
       IMAGE, lifeline)):match("%x+")

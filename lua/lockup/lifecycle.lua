@@ -6,6 +6,7 @@ local scheduler = require "lockup.scheduler"
 local options = require "lockup.options"
 local hardening = require "lockup.hardening"
 local session = require "lockup.session"
+local shell_text = require "lockup.shell"
 local exec = require "lockup.exec"
 local attach = require "lockup.lane.attach"
 local fifo = require "lockup.lane.fifo"
@@ -151,7 +152,7 @@ function _M.start(d, opts, mt, park)
     query = opts.name and { name = opts.name },
     body = {
       Image = opts.image,
-      Entrypoint = { shell, "-c", session.lifeline(kind.name), shell },
+      Entrypoint = { shell, "-c", shell_text.lifeline(kind.name), shell },
       Env = env,
       WorkingDir = config.WorkingDir,
       User = config.User,

@@ -15,6 +15,7 @@
 --     variable it made read-only).
 -- Any doubt, and the box is stopped: nil, err. README: "Resetting a box".
 local session = require "lockup.session"
+local shell = require "lockup.shell"
 
 local tostring, ipairs = tostring, ipairs
 local string_format, table_concat = string.format, table.concat
@@ -30,13 +31,10 @@ _M.COMMITTED = COMMITTED
 local STEP_TIMEOUT = 10 -- seconds for each of the reset's steps; the steps themselves take milliseconds
 local PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
 local function words(list)
   local q = {}
-  for i, s in ipairs(list) do q[i] = shell_quote(s) end
+  for i, s in ipairs(list) do q[i] = shell.quote(s) end
   return table_concat(q, " ")
 end
 
@@ -97,7 +95,7 @@ local function wipe_text(box)
   places[#places + 1] = "/dev/mqueue"
   local globs = {}
   for i, m in ipairs(places) do
-    local q = shell_quote(m)
+    local q = shell.quote(m)
     globs[i] = q .. "/* " .. q .. "/.[!.]* " .. q .. "/..?*"
   end
   globs = table_concat(globs, " ")
@@ -110,7 +108,7 @@ local function wipe_text(box)
   for i, m in ipairs(box.tmpfs) do
     local mode = #start_modes == #box.tmpfs and start_modes[i]
     if mode then
-      local q = shell_quote(m)
+      local q = shell.quote(m)
       modes[#modes + 1] = "{ \\command [ -r " .. q .. " ] && \\command [ -w " .. q .. " ] && \\command [ -x " .. q
         .. " ]; } || \\command chmod " .. mode .. " " .. q .. " 2>/dev/null"
     end
@@ -119,7 +117,7 @@ local function wipe_text(box)
     "\\command set +e +f +u", "PATH=" .. PATH, "\\unset IFS",
     -- `wait` reaps the shell's own children the sweep killed: a zombie is a process left
     session.sweep_text(box), "\\command wait 2>/dev/null", "__lk_bad=",
-    "\\command cd -- " .. shell_quote(box.workdir or "/") .. " 2>/dev/null",
+    "\\command cd -- " .. shell.quote(box.workdir or "/") .. " 2>/dev/null",
     umask and ("\\command umask " .. umask) or ":",
     "\\command trap - " .. SIGNALS .. " 2>/dev/null",
     table_concat(limits, "; "),
@@ -138,7 +136,7 @@ local function wipe_text(box)
       .. "(${__lk_k#*:}): no ipcrm in the image, or they are not the box user's\"; } <\"$__lk_d\"; done",
     restore_text(box.tmpfs),
     CLEAR_ENV,
-    "\\command eval " .. shell_quote(box.env_text),
+    "\\command eval " .. shell.quote(box.env_text),
     "\\command printf '%s\\n' \"$__lk_bad\"",
   }, "\n")
 end
@@ -150,7 +148,7 @@ end
 local function respawn_line(box)
   return function(_, token_hex)
     return "\\command printf '\\001%s 0\\n' " .. token_hex .. "; \\command printf '\\001%s 0\\n' " .. token_hex
-      .. " >&2; \\exec " .. shell_quote(box.shell) .. "\n"
+      .. " >&2; \\exec " .. shell.quote(box.shell) .. "\n"
   end
 end
 
