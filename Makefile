@@ -52,7 +52,7 @@ LANE_SPECS := spec/commit_spec.lua spec/engine_spec.lua spec/faults_spec.lua spe
 	spec/reset_spec.lua spec/run_spec.lua spec/shells_spec.lua
 # Specs of Lua code that never reaches the C core: AddressSanitizer has
 # nothing to watch there.
-PURE_LUA_SPECS := spec/codec_spec.lua spec/compat_spec.lua spec/portable_spec.lua spec/progress_spec.lua \
+PURE_LUA_SPECS := spec/codec_spec.lua spec/compat_spec.lua spec/portable_spec.lua spec/progress_spec.lua spec/shell_spec.lua \
 	spec/runner_spec.lua
 test: $(BUILD)/lockup/core.so
 	$(BUSTED)

@@ -13,6 +13,7 @@ local lifecycle = require "lockup.lifecycle"
 local fifo = require "lockup.lane.fifo"
 local ngx_backend = require "lockup.ngx"
 local cosocket = require "lockup.cosocket"
+local unsafe_api = require "lockup.unsafe"
 
 local setmetatable, type, tostring, tonumber, pairs, error = setmetatable, type, tostring, tonumber, pairs, error
 local table_concat, string_format = table.concat, string.format
@@ -45,7 +46,7 @@ local CONNECT_OPTIONS = { socket = "string", host = "string", port = "number", u
 local TLS_OPTIONS = { ca = "string", cert = "string", key = "string", verify = "boolean" }
 
 -- What connect refuses unless `unsafe = { ... }` names it (as start does with
--- hardening.UNSAFE): each name lets one kind through.
+-- lockup.unsafe's KINDS): each name lets one kind through.
 _M.UNSAFE = {
   tls_noverify = "tls = { verify = false }: TLS that does not check who answers, so that anyone on the way "
     .. "to the daemon can pose as it, and run what they like in every box and read what goes in",
@@ -61,19 +62,6 @@ local function getenv(name)
   return v ~= "" and v or nil -- empty means unset, as for the CLI
 end
 
--- The set of names in connect's `unsafe`; a bad one raises at the user's call.
-local function unsafe_set(list)
-  local set = {}
-  for k, name in pairs(list or {}) do
-    if type(k) ~= "number" or not _M.UNSAFE[name] then
-      local got = type(name) == "string" and string_format("'%s'", name) or tostring(name)
-      error(string_format("bad option 'unsafe' to 'connect' (a list of names out of %s expected, got %s)",
-        table_concat(options.sorted_keys(_M.UNSAFE), ", "), got), 4)
-    end
-    set[name] = true
-  end
-  return set
-end
 
 -- Whether a file can be read: nil, or why not.
 local function unreadable(path)
@@ -147,7 +135,9 @@ local function parse_target(target)
   local opts = {}
   if type(target) == "table" then
     opts = options.check(target, CONNECT_OPTIONS, "connect", 3)
-    unsafe = unsafe_set(opts.unsafe)
+    local err
+    unsafe, err = unsafe_api.set(opts.unsafe, _M.UNSAFE, "connect")
+    if not unsafe then error(err, 3) end
     if opts.socket and opts.host then error("bad argument to 'connect' (give socket or host/port, not both)", 3) end
     if opts.socket and opts.socket:sub(1, 1) ~= "/" then
       error("bad option 'socket' to 'connect' (an absolute path expected, got " .. opts.socket .. ")", 3)

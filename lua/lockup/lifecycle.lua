@@ -42,7 +42,7 @@ _M.START_OPTIONS = {
   network = "boolean", cap_add = "table", read_only = "boolean", memory = "number|string", cpus = "number",
   pids = "number", ulimits = "table", disk = "number|string", tmpfs = "table", runtime = "string",
   security_opt = "table", volumes = "table",
-  unsafe = "table", -- lets through options that hand the box part of the host (hardening.UNSAFE)
+  unsafe = "table", -- lets through options that hand the box part of the host (lockup.unsafe)
   accounting = "boolean|string", -- what each call cost (lockup.meter): false for none, "engine": the Engine's stats
 }
 
