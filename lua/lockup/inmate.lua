@@ -17,11 +17,11 @@ local runner = require "lockup.inmate.runner"
 local image = require "lockup.image"
 local docker_api = require "lockup.docker"
 local options = require "lockup.options"
-local scheduler = require "lockup.scheduler"
 local pool_api = require "lockup.pool"
+local reader = require "lockup.inmate.reader"
 
-local setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs =
-  setmetatable, type, tostring, tonumber, error, pcall, pairs, ipairs
+local setmetatable, type, tostring, tonumber, error, pcall, pairs =
+  setmetatable, type, tostring, tonumber, error, pcall, pairs
 local string_format, table_pack, table_unpack = string.format, compat.pack, compat.unpack
 local math_floor = math.floor
 local now = core.monotime
@@ -40,8 +40,6 @@ local KEEP_STDERR = 16 * 1024 -- bytes of the jail's stderr kept for a crash rep
 -- small values (a 4 MiB frame holds 466033 integers).
 local DEFAULT_MAX_FRAME = codec.MAX_FRAME -- bytes of one frame's payload
 local DEFAULT_MAX_VALUES = 250000 -- values one frame may create
--- Values decoded between two looks at the clock and the loop: a few ms.
-local SLICE = 10000
 local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):match("^(.*)/[^/]+$")
 
 -- What each call runs in its box, a step of the box's shell: the protocol on
@@ -51,10 +49,6 @@ local RUNTIME_DIR = package.searchpath("lockup.inmate.runner", package.path):mat
 -- byte 0x01, which could begin its sentinel: the runner follows a yield that
 -- ends in one with an empty P frame.)
 local COMMAND = "lua5.4 /lockup/runtime/runner.lua /inmate 3>&1 1>&2"
-
--- Raised from inside the frame reader to end a call at the first protocol
--- violation (the reader's state says which).
-local VIOLATION = setmetatable({}, { __tostring = function() return "inmate protocol violation" end })
 
 -- Errors --------------------------------------------------------------------
 
@@ -230,98 +224,6 @@ local function request_frame(self, fn, args)
   return codec.frame(codec.CALL, bytes)
 end
 
--- How a frame over the jail's max_frame is reported (core.frames says only
--- that it is over the limit).
-local function frame_too_big(self)
-  return string_format("the jail sent a frame larger than %d bytes, the jail's max_frame (raise it with "
-    .. "lockup.inmate{ max_frame = bytes } if its answers can be that big)", self.max_frame)
-end
-
--- The decoding limits of one call: the jail's max_values, and a pause between
--- slices of a big frame that lets the loop's other tasks run and ends the call
--- (VIOLATION, with state.timed_out) once its deadline has passed, or once the
--- jail was closed (the box is gone: the rest is not worth decoding). Local
--- mode has no deadline.
-local function limits(self, state, deadline)
-  return { max_values = self.max_values, slice = SLICE, pause = function()
-    if deadline and (self.closed or now() >= deadline) then
-      state.timed_out = not self.closed
-      error(VIOLATION, 0)
-    end
-    scheduler.yield()
-  end }
-end
-
--- Follows the frames of one call: hello first, yields, then one R or E.
--- Returns the call's state table, whose feed(bytes) raises VIOLATION, with
--- state.bad (the protocol broken), state.limit (a limit reached) or
--- state.timed_out (past the deadline) saying why, at anything else.
-local function reader(self, on_yield, deadline)
-  local frames, state = core.frames(self.max_frame), { hello = false }
-  local lim = limits(self, state, deadline)
-  local feed
-  function state.feed(bytes)
-    if state.bad or state.limit then error(VIOLATION, 0) end
-    -- A jail past its timeout is not read any further, however fast it writes.
-    if deadline and now() >= deadline then
-      state.timed_out = true
-      error(VIOLATION, 0)
-    end
-    feed(bytes)
-    if state.bad or state.limit then error(VIOLATION, 0) end
-  end
-  -- Decodes a payload, or notes why not and returns nil.
-  local function decode(f, list)
-    local v, err, reached = (list and codec.decode_values or codec.decode_value)(f.payload, lim)
-    if reached then
-      state.limit = "the jail sent " .. err .. ", over the jail's max_values (raise it with lockup.inmate{ "
-        .. "max_values = n } if its answers can hold that many)"
-    elseif err then
-      state.bad = err
-    end
-    return v
-  end
-  function feed(bytes)
-    local list, err = frames:feed(bytes)
-    if not list then
-      if err:find("larger than the limit", 1, true) then state.limit = frame_too_big(self) else state.bad = err end
-      return
-    end
-    for _, f in ipairs(list) do
-      if state.final then state.bad = "a frame after the end of the call" return end
-      if not state.hello then
-        local hello = f.type == codec.HELLO and decode(f, false)
-        if state.limit then return end
-        if type(hello) ~= "table" or hello.protocol ~= codec.PROTOCOL then
-          state.bad = string_format("the jail's runtime speaks protocol %s (%s), this lockup speaks %d: "
-            .. "rebuild the image with this lockup (jail:build())", tostring(type(hello) == "table" and
-            hello.protocol or "?"), tostring(type(hello) == "table" and hello.runtime or "no hello"), codec.PROTOCOL)
-          return
-        end
-        state.hello = true
-      elseif f.type == codec.PAD then
-        if #f.payload > 0 then state.bad = "a P frame that is not empty" return end
-      elseif f.type == codec.YIELD then
-        local v = decode(f, true)
-        if not v then return end
-        if on_yield then on_yield(table_unpack(v, 1, v.n)) end
-      elseif f.type == codec.RETURN then
-        local v = decode(f, true)
-        if not v then return end
-        state.final, state.results = true, v
-      elseif f.type == codec.ERROR then
-        local e = decode(f, false)
-        if state.limit then return end
-        if type(e) ~= "table" or type(e.message) ~= "string" then state.bad = "a malformed error frame" return end
-        state.final, state.error = true, e
-      else
-        state.bad = "an unexpected " .. f.type .. " frame"
-      end
-    end
-  end
-  return state
-end
-
 -- What a call's end means for its caller: its results, or a raised error.
 -- `cost`: the step's result, for what the call cost (nil in local mode).
 local function conclude(self, fn, state, cost)
@@ -356,7 +258,7 @@ local function call_in_box(self, box, fn, request, on_yield, timeout)
   local on_output = self.on_output
   -- The step's own deadline: a jail whose frames keep the host decoding is
   -- stopped there too.
-  local state = reader(self, on_yield, now() + timeout)
+  local state = reader.new(self, on_yield, now() + timeout)
   local ok, r, rerr = pcall(box.run, box, COMMAND, {
     stdin = request, timeout = timeout,
     on_stdout = state.feed,
@@ -369,7 +271,7 @@ local function call_in_box(self, box, fn, request, on_yield, timeout)
   self.active[box] = nil
   -- An error from a callback stopped the box: a protocol violation, or the
   -- user's own on_yield / on_output raising (passed on as it is).
-  if not ok and r ~= VIOLATION then error(r, 0) end
+  if not ok and r ~= reader.VIOLATION then error(r, 0) end
   if self.closed then raise(self, "closed", fn, "the jail was closed during the call") end
   if state.timed_out then raise(self, "timeout", fn, string_format("no answer within %gs", timeout), nil, r) end
   if state.bad or state.limit then return conclude(self, fn, state, r) end
@@ -410,18 +312,20 @@ end
 -- The same call in this process: the runner's own code, the same frames,
 -- parsers and codec; only the container is missing.
 local function local_call(self, fn, request, on_yield)
-  local state, user_error = reader(self, on_yield, nil), nil
+  local state, user_error = reader.new(self, on_yield, nil), nil
   -- An error of the user's on_yield passes on as it is, as from a box.
   local function write(bytes)
     local ok, err = pcall(state.feed, bytes)
     if not ok then
-      if err ~= VIOLATION then user_error = { err } end
-      error(VIOLATION, 0)
+      if err ~= reader.VIOLATION then user_error = { err } end
+      error(reader.VIOLATION, 0)
     end
   end
   local ok, err = pcall(runner.serve, { dir = self.dir, request = request, write = write, isolated = true })
   if user_error then error(user_error[1], 0) end
-  if not ok and err ~= VIOLATION then raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err)) end
+  if not ok and err ~= reader.VIOLATION then
+    raise(self, "crashed", fn, "the inmate's Lua failed: " .. tostring(err))
+  end
   return conclude(self, fn, state)
 end
 
