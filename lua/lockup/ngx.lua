@@ -137,18 +137,20 @@ local function no_poll()
   error("lockup: inside nginx nothing waits on a file descriptor (the fifo lane is not available there)", 2)
 end
 
--- Gives the scheduler module nginx's waits.
-function _M.install(scheduler)
-  scheduler.sleep = sleep
-  scheduler.yield = function() ngx.sleep(0) end
-  scheduler.park, scheduler.wake = park, wake
-  scheduler.inside = function() return true end
-  scheduler.run, scheduler.spawn = run, spawn
-  scheduler.wait_any, scheduler.wait = no_poll, no_poll
-  scheduler.background = background
-  scheduler.pending_background = function() return live_background end
+-- lockup.scheduler's backend inside nginx: the same functions as lockup.loop's.
+_M.scheduler = {
+  sleep = sleep,
+  yield = function() ngx.sleep(0) end,
+  park = park, wake = wake,
+  inside = function() return true end,
+  run = run, spawn = spawn,
+  wait_any = no_poll, wait = no_poll,
+  background = background,
+  pending_background = function() return live_background end,
+  -- nginx's timers run background work whatever the caller does
+  pump = function() end,
   -- ngx_lua's own coroutine API already lets a user coroutine wait on nginx.
-  scheduler.wrap, scheduler.resume = coroutine.wrap, coroutine.resume
-end
+  wrap = coroutine.wrap, resume = coroutine.resume,
+}
 
 return _M
