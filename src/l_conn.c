@@ -78,21 +78,6 @@ static int l_connect(lua_State *L) {
     return 4;
 }
 
-const char *lk_check_send(lua_State *L, size_t *len) {
-    size_t all;
-    const char *p = luaL_checklstring(L, 2, &all);
-    lua_Integer from = luaL_optinteger(L, 3, 1);
-    luaL_argcheck(L, from >= 1 && (size_t)from <= all + 1, 3, "out of range");
-    *len = all - (size_t)(from - 1);
-    return p + from - 1;
-}
-
-int lk_push_sent(lua_State *L, int rc, size_t n) {
-    if (rc == LK_AGAIN) lua_pushboolean(L, 0);
-    else lua_pushinteger(L, (lua_Integer)n);
-    return 1;
-}
-
 /* c:send(data [, from]) -> bytes sent from `from` on | false (would block) | nil, err, errno */
 static int l_send(lua_State *L) {
     lk_conn *c = lk_check_conn(L, 1);

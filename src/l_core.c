@@ -11,6 +11,31 @@
 
 #include "l_core.h"
 
+/* Helpers the binding files share (declared in l_core.h). */
+
+int lk_push_errno(lua_State *L, const char *what) {
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, strerror(e));
+    lua_pushinteger(L, e);
+    return 3;
+}
+
+const char *lk_check_send(lua_State *L, size_t *len) {
+    size_t all;
+    const char *p = luaL_checklstring(L, 2, &all);
+    lua_Integer from = luaL_optinteger(L, 3, 1);
+    luaL_argcheck(L, from >= 1 && (size_t)from <= all + 1, 3, "out of range");
+    *len = all - (size_t)(from - 1);
+    return p + from - 1;
+}
+
+int lk_push_sent(lua_State *L, int rc, size_t n) {
+    if (rc == LK_AGAIN) lua_pushboolean(L, 0);
+    else lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* core.monotime() -> seconds from a monotonic clock */
 static int l_monotime(lua_State *L) {
     struct timespec ts;

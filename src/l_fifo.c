@@ -1,17 +1,8 @@
 /* Binding of fifo.c: the host's side of a fifo lane, as userdata "lockup.fifo". */
-#include <errno.h>
 #include <string.h>
 
 #include "fifo.h"
 #include "l_core.h"
-
-int lk_push_errno(lua_State *L, const char *what) {
-    int e = errno;
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, strerror(e));
-    lua_pushinteger(L, e);
-    return 3;
-}
 
 static lk_fifo *get(lua_State *L) { return luaL_checkudata(L, 1, LK_FIFO); }
 
