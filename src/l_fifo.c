@@ -1,5 +1,4 @@
 /* Binding of fifo.c: the host's side of a fifo lane, as userdata "lockup.fifo". */
-#include <string.h>
 
 #include "fifo.h"
 #include "l_core.h"
