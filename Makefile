@@ -42,11 +42,11 @@ check:
 # scripts/setup.sh), with boxes on the default lane (fifo here); test-attach
 # runs again those whose behaviour depends on the lane (LANE_SPECS: what runs
 # in a box's session, its lifeline, its files on the fifo lane), with boxes
-# on the attach lane. The 1 GiB file test (#slow, about a minute) runs once,
+# on the attach lane (spec/commit_spec.lua starts boxes on both lanes itself). The 1 GiB file test (#slow, about a minute) runs once,
 # here: the other runs leave it out (ONCE).
 ONCE := --exclude-tags=nginx,tls,slow
 ALL_SPECS := $(sort $(wildcard spec/*_spec.lua))
-LANE_SPECS := spec/commit_spec.lua spec/engine_spec.lua spec/faults_spec.lua spec/hostile_spec.lua \
+LANE_SPECS := spec/engine_spec.lua spec/faults_spec.lua spec/hostile_spec.lua \
 	spec/inmate_limits_spec.lua spec/inmate_pool_spec.lua spec/inmate_spec.lua spec/lane_spec.lua \
 	spec/lifecycle_spec.lua spec/meter_spec.lua spec/pause_spec.lua spec/planted_spec.lua spec/pool_spec.lua \
 	spec/reset_spec.lua spec/run_spec.lua spec/shells_spec.lua
