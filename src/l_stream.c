@@ -14,6 +14,7 @@
 typedef struct {
     lk_demux demux;
     lk_output out;
+    int raw; /* a terminal's stream: one stream of bytes, all of it stdout */
 } stream;
 
 static stream *get(lua_State *L) { return luaL_checkudata(L, 1, LK_STREAM); }
@@ -24,9 +25,11 @@ static int on_payload(void *ud, int id, const char *p, size_t n) {
     return lk_output_put(ud, k, p, n) == LK_OUT_FAILED;
 }
 
-/* Feeds bytes of stream k, or Docker's multiplexed stream when k < 0.
+/* Feeds bytes of stream k, or the connection's when k < 0: Docker's
+ * multiplexed stream, or a terminal's raw bytes (stdout).
  * Returns 0, or -1 after a failure (s->out.error says which). */
 static int feed(stream *s, int k, const char *p, size_t n) {
+    if (k < 0 && s->raw) k = LK_OUT_STDOUT;
     if (k >= 0) return lk_output_put(&s->out, k, p, n) == LK_OUT_FAILED ? -1 : 0;
     if (lk_demux_feed(&s->demux, p, n, on_payload, &s->out) >= 0) return s->out.error ? -1 : 0;
     if (!s->out.error) s->out.error = "malformed frame header in Docker's multiplexed stream";
@@ -45,11 +48,14 @@ static int push_outcome(lua_State *L, int o) {
     return 1;
 }
 
-/* core.stream() */
+/* core.stream([raw]): raw, the connection carries a terminal's bytes (an
+ * exec with Tty: no multiplexing, stdout and stderr are one). */
 static int l_new(lua_State *L) {
+    int raw = lua_toboolean(L, 1);
     stream *s = lua_newuserdata(L, sizeof *s);
     lk_demux_init(&s->demux);
     lk_output_init(&s->out);
+    s->raw = raw;
     luaL_setmetatable(L, LK_STREAM);
     return 1;
 }

@@ -11,6 +11,7 @@ local options = require "lockup.options"
 local result = require "lockup.result"
 local reset = require "lockup.reset"
 local commit = require "lockup.commit"
+local process = require "lockup.process"
 
 local type, ipairs, error, pcall, tostring = type, ipairs, error, pcall, tostring
 local string_format = string.format
@@ -24,6 +25,11 @@ local RUN_OPTIONS = {
 local EXEC_OPTIONS = {
   stdin = "string|function", timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
   env = "table", workdir = "string", user = "string", stdin_size = "number", cpu_limit = "number",
+}
+
+local SPAWN_OPTIONS = {
+  tty = "boolean", cols = "number", rows = "number", env = "table", workdir = "string", user = "string",
+  timeout = "number", max_output = "number", on_stdout = "function", on_stderr = "function",
 }
 
 local Box = {}
@@ -140,6 +146,47 @@ function Box:exec(argv, opts)
   exec.env_list(opts.env, "exec")
   check_cpu_limit(self, opts, "exec")
   return locked(self, exec_checked, argv, opts)
+end
+
+-- box:spawn(cmd | argv [, opts]) -> proc | nil, err: a process beside the
+-- steps, with live stdin (lockup.process). No lock: steps and other
+-- processes go on meanwhile.
+function Box:spawn(cmd, opts)
+  if type(cmd) == "string" then
+    if cmd:find("\0", 1, true) then
+      error("bad argument #1 to 'spawn' (a shell command cannot contain NUL bytes)", 2)
+    end
+  elseif type(cmd) == "table" and #cmd > 0 then
+    for i, a in ipairs(cmd) do
+      if type(a) ~= "string" then
+        error(string_format("bad argument #1 to 'spawn' (argv[%d] is a %s, string expected)", i, type(a)), 2)
+      end
+    end
+  else
+    error("bad argument #1 to 'spawn' (a shell command or a non-empty list of strings expected, got "
+      .. type(cmd) .. ")", 2)
+  end
+  opts = options.check(opts, SPAWN_OPTIONS, "spawn", 2)
+  exec.env_list(opts.env, "spawn")
+  if opts.on_stderr and opts.tty then
+    error("bad option 'on_stderr' to 'spawn' (a terminal has one stream: its output, stderr too, goes to on_stdout)", 2)
+  end
+  for _, k in ipairs({ "cols", "rows" }) do
+    local v = opts[k]
+    if v ~= nil and (v < 1 or v > 65535 or v % 1 ~= 0) then
+      error(string_format("bad option '%s' to 'spawn' (a size from 1 to 65535 expected, got %s)", k, tostring(v)), 2)
+    end
+  end
+  if self.dead then return nil, "cannot spawn in the box: " .. self.dead end
+  if self.paused then return nil, PAUSED end
+  return process.spawn(self, cmd, opts)
+end
+
+-- box:processes() -> list | nil, err: the box's processes (lockup.process).
+function Box:processes()
+  if self.dead then return nil, self.dead end
+  if self.paused then return nil, PAUSED end
+  return process.processes(self)
 end
 
 -- box:reset() -> true | nil, err: the box made clean again (lockup.reset);

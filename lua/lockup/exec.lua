@@ -116,14 +116,15 @@ local function exec_body(box, argv, opts)
   }
 end
 
--- Creates and starts an exec, hijacked: { path, conn, rest } or nil, err.
-local function open(box, body, fail, deadline)
+-- Creates and starts an exec, hijacked: { path, conn, rest } or nil, err
+-- (lockup.process's too: a body with Tty gets a terminal).
+function _M.open(box, body, fail, deadline)
   local d = box.docker
   local status, created = d:request("POST", "/containers/" .. box.id .. "/exec", { body = body, deadline = deadline })
   if not status then return nil, fail .. created end
   local path = "/exec/" .. created.Id
   local conn, rest
-  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = false }, hijack = true,
+  status, conn, rest = d:request("POST", path .. "/start", { body = { Detach = false, Tty = body.Tty }, hijack = true,
     deadline = deadline })
   if not status then return nil, fail .. conn end
   return { path = path, conn = conn, rest = rest }
@@ -140,7 +141,7 @@ function _M.run(box, argv, opts, overrun)
   wrapped = drained(box, wrapped, opts)
   local deadline = started + (opts.timeout or box.timeout)
   local fail = "exec in box " .. box.id:sub(1, 12) .. ": "
-  local ex, err = open(box, exec_body(box, wrapped, opts), fail, deadline)
+  local ex, err = _M.open(box, exec_body(box, wrapped, opts), fail, deadline)
   if not ex then return nil, err end
   local stream = core.stream()
   step.arm(box, stream, nil, opts)

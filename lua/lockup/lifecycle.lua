@@ -177,6 +177,7 @@ function _M.start(d, opts, mt, park)
     max_output = opts.max_output or hardening.DEFAULTS.max_output,
     lane_name = kind.name, lane = lane,
     stream = core.stream(), lock = mutex.new(), reap_lock = mutex.new(),
+    procs = {}, -- the processes box:spawn started that still run (lockup.process)
   }, mt)
   self.tmpfs = hardening.tmpfs(host)
   local function fail(why, c)

@@ -188,6 +188,7 @@ function _M.run(box)
   end
   local r, err = session.run(box, wipe_text(box), { timeout = STEP_TIMEOUT, max_output = 65536 })
   if not r then return nil, err end
+  box.procs = {} -- the wipe's sweep ended the spawned processes too
   local complaint = r.stdout:match("([^\n]*)\n$")
   if r.code ~= 0 or not complaint then
     return fail(string_format("its cleaning step ended with code %s: %s", tostring(r.code),

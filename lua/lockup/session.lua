@@ -12,7 +12,7 @@ local step = require "lockup.step"
 local exec = require "lockup.exec"
 local result = require "lockup.result"
 
-local type, tostring, tonumber = type, tostring, tonumber
+local type, tostring, tonumber, pairs, next = type, tostring, tonumber, pairs, next
 local string_format, math_max = string.format, math.max
 local now = core.monotime
 
@@ -91,21 +91,31 @@ function _M.oom_killed(box)
   return grew or nil
 end
 
+-- The pids of the processes box:spawn started that still run (" 12 30 "),
+-- each the leader of a session of its own (lockup.process).
+local function spawned(box)
+  local list = ""
+  for proc in pairs(box.procs) do list = list .. " " .. proc.pid end
+  return list
+end
+
 -- Killing the steps' processes: every process in the box but the lifeline's
--- own (the pids the probe found at start, the session shell among them),
--- with shell.sweep.
+-- own (the pids the probe found at start, the session shell among them) and
+-- the sessions of box:spawn's processes, with shell.sweep.
 -- Three ways to have it done, by who holds the session:
 --  * the session is free (box:exec and what runs on it, box:kill_processes
 --    between steps): a step of its own in the session shell, which answers
 --    once the processes are gone; no byte goes through an exec;
 --  * a step runs in it, on the fifo lane: a word to PID 1 through `life`
 --    (lockup.lane.fifo: poke), which sweeps; no byte goes through dockerd;
+--    PID 1's sweep spares nothing but the session, so while spawned
+--    processes run, the exec below does it instead;
 --  * a step runs in it, on the attach lane: an exec of the sweep, as the
 --    box's user (dockerd relays the step's output meanwhile, not an exec's).
-local function sweep_text(box)
-  return shell.sweep(box.lifeline_pids)
+local function sweep_text(box, spare)
+  return shell.sweep(box.lifeline_pids, spare and spawned(box) or nil)
 end
-_M.sweep_text = sweep_text -- lockup.reset's first act
+_M.sweep_text = sweep_text -- lockup.reset's first act (which ends spawned processes too)
 
 local step_run -- below
 
@@ -114,25 +124,55 @@ local function writer_line(writer, token_hex, _, box)
   return shell.step_line(writer, "/dev/null", token_hex, box)
 end
 
--- The sweep as a step in the session shell (the box's lock held, no step in
--- it), done by `until_`: true, or nil, err; a session left out of step is shut.
-local function sweep_in_session(box, until_)
+-- Runs lockup's shell text `text` as a step in the session shell (the box's
+-- lock held, no step in it), done by `until_`: its result, or nil, err; a
+-- session left out of step is shut.
+local function own_step(box, text, until_)
   local out = {}
-  local st, err = step_run(box, writer_line, sweep_text(box), nil, {}, until_, out)
-  if st == "exit" then return true end
-  box:shut("the box was stopped: its session did not answer a kill of the steps' processes ("
+  local st, err = step_run(box, writer_line, text, nil, {}, until_, out)
+  if st == "exit" then return result.new(out) end
+  box:shut("the box was stopped: its session did not answer lockup's own step ("
     .. tostring(err or st) .. ")")
   return nil, box.dead
 end
 
+-- The same as an exec (the session is busy), done by `until_`: its result, or nil, err.
+local function own_exec(box, text, until_)
+  return exec.run(box, { box.shell, "-c", text }, { timeout = math_max(0.001, until_ - now()) })
+end
+
+-- Runs lockup's shell text `text` now, whoever holds the session: in it
+-- when it is free (taking the box), else as an exec. Its result, or nil, err.
+function _M.own(box, text, until_)
+  if box.dead then return nil, box.dead end
+  if box.lock.owner then return own_exec(box, text, until_) end
+  local ok, err = box.lock:lock()
+  if not ok then return nil, err end
+  local r
+  r, err = own_step(box, text, until_)
+  box.lock:unlock()
+  return r, err
+end
+
+-- The sweep as a step in the session shell (the box's lock held): true, or nil, err.
+local function sweep_in_session(box, until_)
+  local r, err = own_step(box, sweep_text(box, true), until_)
+  if not r then return nil, err end
+  return true
+end
+
 -- The sweep as an exec, done by `until_`: true, or nil, err.
 local function sweep_by_exec(box, until_)
-  local argv = { box.shell, "-c", sweep_text(box) }
-  local r, err = exec.run(box, argv, { timeout = math_max(0.001, until_ - now()) })
+  local r, err = own_exec(box, sweep_text(box, true), until_)
   if not r or r.code ~= 0 then
     return nil, "killing the box's processes: " .. (err or (r.stderr .. r.stdout):gsub("%s+$", ""))
   end
   return true
+end
+
+-- Can PID 1 sweep (fifo lane), sparing what must be spared?
+local function poke_sweeps(box)
+  return box.lane.poke and next(box.procs) == nil
 end
 
 -- What step.follow does when a step in the session shell overruns: the
@@ -140,7 +180,7 @@ end
 local function busy_overrun(box)
   return function(until_)
     if box.dead or not box.lifeline_pids then return end
-    if box.lane.poke then
+    if poke_sweeps(box) then
       box.lane:poke()
     else
       sweep_by_exec(box, until_)
@@ -165,7 +205,7 @@ function _M.kill_processes(box)
   if not box.lifeline_pids then return nil, "the box is still starting" end
   local until_ = now() + 10
   if box.lock.owner then
-    if box.lane.poke then
+    if poke_sweeps(box) then
       local ok, err = box.lane:poke()
       if ok == nil then return nil, "killing the box's processes: " .. err end
       return true

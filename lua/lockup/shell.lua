@@ -241,20 +241,62 @@ _M.BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command echo ${__lk_
   .. "{ \\command printf '%s ' $__lk_a; \\command ulimit -S -$__lk_a; }; "
   .. "done; \\unset __lk_a __lk_b __lk_i __lk_bad __lk_modes; \\command echo --; \\command export -p"
 
--- The sweep, for the session's pids `pids` (" 1 7 8 "): kills every other
--- process in the box. It loops because a process may fork while it runs,
--- and uses builtins only, so that it needs no free pid (a fork bomb holds
--- them all). A step's `set -f` would leave its pattern matching nothing: it
--- is lifted for the sweep and put back.
-local SWEEP = '__lk_nf=; case $- in *f*) __lk_nf=1; \\command set +f;; esac; __lk_k=" %s "; '
-  .. 'for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; for __lk_d in /proc/[0-9]*; do '
-  .. '__lk_p=${__lk_d#/proc/}; case $__lk_k in *" $__lk_p "*) ;; *) \\command kill -9 "$__lk_p" 2>/dev/null '
-  .. '&& __lk_f=1;; esac; done; \\command [ -z "$__lk_f" ] && break; done; '
-  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; \\unset __lk_k __lk_i __lk_f __lk_d __lk_p __lk_nf'
+-- A process's session id from its /proc/N/stat line in __lk_s (the fields
+-- after the command's name, which may hold spaces and parentheses: state,
+-- ppid, pgrp, session), with builtins only.
+local SESSION_OF = '__lk_s=${__lk_s##*) }; __lk_s=${__lk_s#* }; __lk_s=${__lk_s#* }; __lk_s=${__lk_s#* }; '
+  .. '__lk_s=${__lk_s%% *}'
 
-function _M.sweep(pids)
-  return string_format(SWEEP, (pids:gsub("^ +", ""):gsub(" +$", "")))
+-- The sweep, for the session's pids `pids` (" 1 7 8 "): kills every other
+-- process in the box but those of the sessions `spare` (" 12 30 ", the
+-- processes box:spawn started: each leads a session of its own, which no
+-- step can join). It loops because a process may fork while it runs, and
+-- uses builtins only, so that it needs no free pid (a fork bomb holds them
+-- all). A step's `set -f` would leave its pattern matching nothing: it is
+-- lifted for the sweep and put back.
+local SWEEP = '__lk_nf=; case $- in *f*) __lk_nf=1; \\command set +f;; esac; __lk_k=" %s "; __lk_v="%s"; '
+  .. 'for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; for __lk_d in /proc/[0-9]*; do '
+  .. '__lk_p=${__lk_d#/proc/}; case $__lk_k in *" $__lk_p "*) ;; *) __lk_s=; '
+  .. 'if \\command [ -n "$__lk_v" ]; then \\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; %s; fi; '
+  .. 'case $__lk_v in *" $__lk_s "*) ;; *) \\command kill -9 "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
+  .. '\\command [ -z "$__lk_f" ] && break; done; '
+  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; \\unset __lk_k __lk_v __lk_s __lk_i __lk_f __lk_d __lk_p __lk_nf'
+
+local function words(list)
+  return (list:gsub("^ +", ""):gsub(" +$", ""))
 end
+
+function _M.sweep(pids, spare)
+  spare = spare and words(spare) or ""
+  return string_format(SWEEP, words(pids), spare ~= "" and (" " .. spare .. " ") or "", SESSION_OF)
+end
+
+-- What box:spawn runs: the process's pid, as the first line of its stdout,
+-- then the command in its place (same pid: the leader of the session the
+-- exec gave it).
+_M.SPAWN = 'echo $$; exec "$@"'
+
+-- Sends signal `sig` (a name, such as KILL) to the process `pid` that
+-- box:spawn started and to everything it started: its session, its process
+-- group, and every process whose environment carries its token (a daemon
+-- that left the session keeps it), as the box's user can see them. A KILL
+-- is sent again while some process was found (one may fork meanwhile).
+function _M.proc_kill(pid, token, sig)
+  return string_format('__lk_t=; for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; '
+    .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; __lk_s=; '
+    .. '\\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; __lk_g=${__lk_s##*) }; '
+    .. '__lk_g=${__lk_g#* }; __lk_g=${__lk_g#* }; __lk_g=${__lk_g%%%% *}; %s; '
+    .. 'case " $__lk_g $__lk_s " in *" %d "*) \\command kill -%s "$__lk_p" 2>/dev/null && __lk_f=1;; esac; done; '
+    .. 'for __lk_d in $(\\command grep -l -s -a -F "LOCKUP_PROC=%s" /proc/[0-9]*/environ); do __lk_p=${__lk_d#/proc/}; '
+    .. '\\command kill -%s "${__lk_p%%%%/*}" 2>/dev/null && __lk_f=1; done; '
+    .. '\\command [ -z "$__lk_f" ] || \\command [ %s != KILL ] && break; done; \\unset __lk_t __lk_i __lk_f __lk_d __lk_p __lk_s __lk_g',
+    SESSION_OF, pid, sig, token, sig, sig)
+end
+
+-- Lists the box's processes: the lister's own pid on the first line, then,
+-- per process, \2, its /proc/N/stat line and its command line (NUL-separated).
+_M.PROCESSES = '\\command printf "%s\\n" $$; for __lk_d in /proc/[0-9]*; do \\command printf "\\002"; '
+  .. '\\command cat "$__lk_d/stat" "$__lk_d/cmdline" 2>/dev/null; done; \\unset __lk_d'
 
 -- The text of a new session shell's first step of lockup's own (see
 -- lockup.session's prepare): with `probe`, SHELL_PROBE's line first; the

@@ -27,7 +27,7 @@ function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self
 function _M.wrap(conn)
   if conn.pump then return require("lockup.lane.cosocket").wrap(conn) end
   local fd = conn:fd()
-  return setmetatable({ conn = conn, tls = conn:tls(), sets = { r = { fd, "r" }, rw = { fd, "rw" } } }, lane_mt)
+  return setmetatable({ conn = conn, tls = conn:tls(), sets = { r = { fd, "r" }, w = { fd, "w" }, rw = { fd, "rw" } } }, lane_mt)
 end
 
 -- After create, before start: attaches to the container's stdio. Returns the
@@ -47,7 +47,7 @@ end
 
 function Lane:send(data, from) return self.conn:send(data, from) end
 function Lane:pump(stream) return stream:pump(self.conn) end
--- Waits until the stream has bytes ("r"), or either that or room to send ("rw").
+-- Waits until the stream has bytes ("r"), room to send ("w"), or either ("rw").
 -- Over TLS, bytes may wait decrypted in libcurl's TLS layer while the socket
 -- has none: until a read has found nothing, the lane is ready without a poll.
 function Lane:wait(want, deadline)
