@@ -128,9 +128,9 @@ local function take_output(self)
   local came = #out > 0 or #err > 0
   if not self.pid and #out > 0 then
     local head = (self.head or "") .. out
-    local pid, rest = head:match("^(%d+)\r?\n(.*)$")
+    local pid, relay, rest = head:match("^(%d+) ?(%d*)\r?\n(.*)$")
     if pid then
-      self.pid, self.head, out = tonumber(pid), nil, rest
+      self.pid, self.relay, self.head, out = tonumber(pid), tonumber(relay), nil, rest
     else
       self.head, out = head, ""
       if #head > 32 then self.eof, self.failure = true, "the process did not report its pid" end
@@ -346,13 +346,14 @@ function Proc:close_stdin()
     if ok then self.stdin_closed = true end
     return ok, err
   end
-  if not self.lane.shutdown then
-    return nil, "this connection cannot end the process's stdin alone (inside nginx a cosocket has no "
-      .. "half-close): end the input in-band (a quit command, or a known length)"
-  end
   self.stdin_closed = true
   if self.eof then return true end
-  local ok, err = self.lane:shutdown()
+  local ok, err
+  if self.relay then
+    ok, err = session.own(self.box, string_format("\\command kill %d", self.relay), now() + KILL_TIMEOUT)
+  else
+    ok, err = self.lane:shutdown()
+  end
   if not ok then return nil, "closing stdin: " .. tostring(err) end
   return true
 end
@@ -431,8 +432,14 @@ function Proc:resize(cols, rows)
 end
 
 -- The argv that runs cmd: a list as it is, a string through the box's shell.
-local function argv_of(box, cmd)
+local function argv_of(box, cmd, opts)
   local argv = { box.shell, "-c", shell.SPAWN, "lockup-spawn" }
+  if box.docker.cosockets and not opts.tty then
+    argv[3] = shell.SPAWN_RELAYED
+  elseif opts.tty then
+    argv[3], argv[5], argv[6] = shell.SPAWN_TTY, string_format("%d", opts.cols or 80),
+      string_format("%d", opts.rows or 24)
+  end
   if type(cmd) == "string" then
     argv[#argv + 1], argv[#argv + 2], argv[#argv + 3] = box.shell, "-c", cmd
   else
@@ -452,7 +459,7 @@ function _M.spawn(box, cmd, opts)
   local env = exec.env_list(opts.env, "spawn") or {}
   env[#env + 1] = "LOCKUP_PROC=" .. token
   local body = {
-    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Cmd = argv_of(box, cmd), Env = env,
+    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Cmd = argv_of(box, cmd, opts), Env = env,
     WorkingDir = opts.workdir, User = opts.user or box.user,
   }
   local fail = "spawn in box " .. box.id:sub(1, 12) .. ": "
@@ -483,13 +490,6 @@ function _M.spawn(box, cmd, opts)
       or "the process ended before it started: " .. held_take(self.held[2]))
   end
   box.procs[self] = true
-  if tty and (opts.cols or opts.rows) then
-    local rok, rerr = self:resize(opts.cols or 80, opts.rows or 24)
-    if not rok then
-      self:kill()
-      return nil, fail .. rerr
-    end
-  end
   return self
 end
 

@@ -275,6 +275,17 @@ end
 -- then the command in its place (same pid: the leader of the session the
 -- exec gave it).
 _M.SPAWN = 'echo $$; exec "$@"'
+-- The same where the connection cannot end the process's stdin by itself
+-- (inside nginx a cosocket has no half-close): a relay (`cat`, whose pid
+-- follows the process's on the first line) copies the connection into a
+-- FIFO that is the process's stdin, and killing the relay ends it. The
+-- relay removes the FIFO's name once both ends are open.
+_M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$__lk_f" || exit 125; '
+  .. '( exec 3>"$__lk_f"; rm -f "$__lk_f"; exec cat >&3 3>&- ) & echo "$$ $!"; exec "$@" <"$__lk_f"'
+
+-- The same on a terminal of $1 columns and $2 rows, set before the command
+-- runs (the Engine's resize comes too late for a command that asks at once).
+_M.SPAWN_TTY = 'echo $$; \\command stty cols "$1" rows "$2" 2>/dev/null; shift 2; exec "$@"'
 
 -- Sends signal `sig` (a name, such as KILL) to the process `pid` that
 -- box:spawn started and to everything it started: its session, its process
