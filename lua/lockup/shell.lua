@@ -287,20 +287,23 @@ _M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$_
 -- runs (the Engine's resize comes too late for a command that asks at once).
 _M.SPAWN_TTY = 'echo $$; \\command stty cols "$1" rows "$2" 2>/dev/null; shift 2; exec "$@"'
 
--- Sends signal `sig` (a name, such as KILL) to the process `pid` that
--- box:spawn started and to everything it started: its session, its process
--- group, and every process whose environment carries its token (a daemon
--- that left the session keeps it), as the box's user can see them. A KILL
--- is sent again while some process was found (one may fork meanwhile).
+-- Sends signal `sig` (a number) to the process `pid` that box:spawn
+-- started and to everything it started: its session and process group
+-- (builtins only), and every other process whose environment carries its
+-- token (a daemon that left the session keeps it), as the box's user can
+-- see them (`tr` per process: busybox's grep stops at an environment's first
+-- NUL). A KILL is sent again while some process was found (one may fork
+-- meanwhile).
 function _M.proc_kill(pid, token, sig)
-  return string_format('__lk_t=; for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; '
+  return string_format('for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; '
     .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; __lk_s=; '
     .. '\\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; __lk_g=${__lk_s##*) }; '
     .. '__lk_g=${__lk_g#* }; __lk_g=${__lk_g#* }; __lk_g=${__lk_g%%%% *}; %s; '
-    .. 'case " $__lk_g $__lk_s " in *" %d "*) \\command kill -%s "$__lk_p" 2>/dev/null && __lk_f=1;; esac; done; '
-    .. 'for __lk_d in $(\\command grep -l -s -a -F "LOCKUP_PROC=%s" /proc/[0-9]*/environ); do __lk_p=${__lk_d#/proc/}; '
-    .. '\\command kill -%s "${__lk_p%%%%/*}" 2>/dev/null && __lk_f=1; done; '
-    .. '\\command [ -z "$__lk_f" ] || \\command [ %s != KILL ] && break; done; \\unset __lk_t __lk_i __lk_f __lk_d __lk_p __lk_s __lk_g',
+    .. 'case " $__lk_g $__lk_s " in *" %d "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
+    .. '*) \\command [ "$__lk_p" = $$ ] || case " $(\\command tr "\\000" " " <"$__lk_d/environ" 2>/dev/null) " in '
+    .. '*" LOCKUP_PROC=%s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
+    .. '\\command [ -z "$__lk_f" ] || \\command [ %d != 9 ] && break; done; '
+    .. '\\unset __lk_i __lk_f __lk_d __lk_p __lk_s __lk_g',
     SESSION_OF, pid, sig, token, sig, sig)
 end
 
