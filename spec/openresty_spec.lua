@@ -88,6 +88,20 @@ describe("lockup inside nginx #nginx", function()
     assert.equal(0, r.code)
   end)
 
+  it("drives processes in a box: line by line, stdin ended, two light threads on one process, a terminal", function()
+    local body, status = server:curl { path = "/process" }
+    assert.equal(200, status, body .. server:log())
+    local r = cjson.decode(body)
+    assert.same({ "got:line 1", "got:line 2", "got:line 3" }, r.answers)
+    assert.equal("bye\n", r.rest)
+    assert.equal(0, r.code)
+    local want = {}
+    for i = 1, 50 do want[i] = tostring(i) end
+    assert.equal(table.concat(want, ","), r.got)
+    assert.equal(0, r.cat_code)
+    assert.equal("40 100", r.size)
+  end)
+
   it("never blocks the worker: 20 requests each sleeping 1 s in a box, while /ping answers", function()
     local before = boxes_set()
     local out = server.dir .. "/load"

@@ -280,8 +280,10 @@ _M.SPAWN = 'echo $$; exec "$@"'
 -- follows the process's on the first line) copies the connection into a
 -- FIFO that is the process's stdin, and killing the relay ends it. The
 -- relay removes the FIFO's name once both ends are open.
-_M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$__lk_f" || exit 125; '
-  .. '( exec 3>"$__lk_f"; rm -f "$__lk_f"; exec cat >&3 3>&- ) & echo "$$ $!"; exec "$@" <"$__lk_f"'
+-- (The relay reads the connection through fd 4: a background job's stdin
+-- is /dev/null.)
+_M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$__lk_f" || exit 125; exec 4<&0; '
+  .. '( exec 3>"$__lk_f"; rm -f "$__lk_f"; exec cat <&4 4<&- >&3 3>&- ) & echo "$$ $!"; exec "$@" <"$__lk_f" 4<&-'
 
 -- The same on a terminal of $1 columns and $2 rows, set before the command
 -- runs (the Engine's resize comes too late for a command that asks at once).

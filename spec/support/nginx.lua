@@ -40,7 +40,7 @@ http {
 }
 ]]
 
-local HANDLERS = { "run", "flood", "files", "raise", "hold", "many", "inmate", "pooled", "reset_pooled", "pool_stats",
+local HANDLERS = { "run", "process", "flood", "files", "raise", "hold", "many", "inmate", "pooled", "reset_pooled", "pool_stats",
   "pool_close" }
 
 -- Starts nginx; returns a handle with .port, .dir and :stop(), or raises.
