@@ -316,6 +316,7 @@ function Proc:write(data, timeout)
     if n == nil then return nil, "the process has ended (its stdin is gone)", i - 1 end
     if n then
       i = i + n
+      self.sent = self.sent + n
     else
       enforce(self)
       local reads = not self.reading and not full(self)
@@ -350,7 +351,8 @@ function Proc:close_stdin()
   if self.eof then return true end
   local ok, err
   if self.relay then
-    ok, err = session.own(self.box, string_format("\\command kill %d", self.relay), now() + KILL_TIMEOUT)
+    local tries = math_max(1, math.floor(self.box.timeout * 100))
+    ok, err = session.own(self.box, shell.relay_end(self.relay, self.sent, tries), now() + self.box.timeout + 1)
   else
     ok, err = self.lane:shutdown()
   end
@@ -470,7 +472,7 @@ function _M.spawn(box, cmd, opts)
   local self = setmetatable({
     box = box, path = ex.path, lane = attach.wrap(ex.conn), stream = stream, token = token, tty = tty,
     started = started, deadline = opts.timeout and started + opts.timeout or nil,
-    cap = opts.max_output or box.max_output, held = { held_new(), held_new() }, cuts = {},
+    cap = opts.max_output or box.max_output, held = { held_new(), held_new() }, cuts = {}, sent = 0,
     callbacks = { opts.on_stdout, opts.on_stderr },
   }, proc_mt)
   local st

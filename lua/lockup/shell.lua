@@ -285,6 +285,18 @@ _M.SPAWN = 'echo $$; exec "$@"'
 _M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$__lk_f" || exit 125; exec 4<&0; '
   .. '( exec 3>"$__lk_f"; rm -f "$__lk_f"; exec cat <&4 4<&- >&3 3>&- ) & echo "$$ $!"; exec "$@" <"$__lk_f" 4<&-'
 
+-- Ends a relay (pid `relay`) once it has passed on `sent` bytes (the
+-- `wchar` of its /proc/N/io: cat writes nothing else), so that nothing sent
+-- before the end is lost; at the latest after `tries` looks 10 ms apart
+-- (the process does not read: then what is left is dropped).
+function _M.relay_end(relay, sent, tries)
+  return string_format('__lk_i=0; while \\command [ $__lk_i -lt %d ]; do __lk_w=0; '
+    .. 'while \\command read -r __lk_k __lk_v; do case $__lk_k in wchar:) __lk_w=$__lk_v;; esac; done '
+    .. '</proc/%d/io 2>/dev/null; \\command [ "$__lk_w" -ge %d ] && break; \\command sleep 0.01; '
+    .. '__lk_i=$((__lk_i + 1)); done; \\command kill %d 2>/dev/null; \\unset __lk_i __lk_w __lk_k __lk_v',
+    tries, relay, sent, relay)
+end
+
 -- The same on a terminal of $1 columns and $2 rows, set before the command
 -- runs (the Engine's resize comes too late for a command that asks at once).
 _M.SPAWN_TTY = 'echo $$; \\command stty cols "$1" rows "$2" 2>/dev/null; shift 2; exec "$@"'
