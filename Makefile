@@ -34,6 +34,7 @@ example:
 	$(RUN_ENV) $(LUA) examples/thumbnail.lua
 	$(RUN_ENV) $(LUA) examples/inmate.lua
 	$(RUN_ENV) $(LUA) examples/fork.lua
+	$(RUN_ENV) $(LUA) examples/repl.lua
 
 check:
 	./scripts/check.sh
