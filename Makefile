@@ -171,6 +171,12 @@ bench-fork: $(BUILD)/lockup/core.so
 	$(RUN_ENV) $(LUA) bench/fork.lua
 .PHONY: bench-fork
 
+# bench/process.lua: a line to a spawned process and its answer, against
+# the same program over host pipes and a step's round trip (issue 21).
+bench-process: $(BUILD)/lockup/core.so $(BUILD)/probe
+	$(RUN_ENV) $(LUA) bench/process.lua
+.PHONY: bench-process
+
 bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(MAKE) --no-print-directory bench-scheduler
 	$(RUN_ENV) $(LUA) bench/lanes.lua
@@ -180,6 +186,7 @@ bench: $(BUILD)/lockup/core.so $(BUILD)/probe
 	$(RUN_ENV) $(LUA) bench/inmate.lua
 	$(RUN_ENV) $(LUA) bench/pool.lua
 	$(RUN_ENV) $(LUA) bench/fork.lua
+	$(RUN_ENV) $(LUA) bench/process.lua
 	$(RUN_ENV) $(LUA) bench/deadlines.lua
 	$(RUN_ENV) $(LUA) bench/meter.lua
 	$(RUN_ENV) $(LUA) bench/runtimes.lua
