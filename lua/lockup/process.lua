@@ -49,6 +49,9 @@ function proc_mt.__tostring(self)
   return string_format("lockup.process %s (%s) in box %s", tostring(self.pid), state, self.box.id:sub(1, 12))
 end
 
+-- `local proc <close> = box:spawn(...)` (Lua 5.4): the process ends with the scope.
+proc_mt.__close = function(self) self:kill() end
+
 -- A signal as its number: a name (TERM or SIGTERM) or a number from 1 to
 -- 64; raises at the public call's level otherwise.
 local function signal_number(sig)
@@ -395,6 +398,8 @@ function Proc:wait(timeout)
   }
   local err
   out.code, err = exit_code(self, until_ or now() + self.box.timeout)
+  -- killed in the box by its watchdog (shell.watchdog), with nobody calling
+  if out.code == 137 and self.deadline and now() >= self.deadline then out.timed_out = true end
   if out.code == nil then
     if self.box.dead then
       out.box_stopped = true
@@ -433,8 +438,10 @@ function Proc:resize(cols, rows)
   return true
 end
 
--- The argv that runs cmd: a list as it is, a string through the box's shell.
-local function argv_of(box, cmd, opts)
+-- The argv that runs cmd: a list as it is, a string through the box's
+-- shell; behind the wrapper that reports the pid (and, with a timeout,
+-- starts the watchdog that enforces it in the box).
+local function argv_of(box, cmd, opts, token)
   local argv = { box.shell, "-c", shell.SPAWN, "lockup-spawn" }
   if box.docker.cosockets and not opts.tty then
     argv[3] = shell.SPAWN_RELAYED
@@ -442,6 +449,7 @@ local function argv_of(box, cmd, opts)
     argv[3], argv[5], argv[6] = shell.SPAWN_TTY, string_format("%d", opts.cols or 80),
       string_format("%d", opts.rows or 24)
   end
+  if opts.timeout then argv[3] = shell.watchdog(box.shell, opts.timeout, token) .. argv[3] end
   if type(cmd) == "string" then
     argv[#argv + 1], argv[#argv + 2], argv[#argv + 3] = box.shell, "-c", cmd
   else
@@ -461,7 +469,7 @@ function _M.spawn(box, cmd, opts)
   local env = exec.env_list(opts.env, "spawn") or {}
   env[#env + 1] = "LOCKUP_PROC=" .. token
   local body = {
-    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Cmd = argv_of(box, cmd, opts), Env = env,
+    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Cmd = argv_of(box, cmd, opts, token), Env = env,
     WorkingDir = opts.workdir, User = opts.user or box.user,
   }
   local fail = "spawn in box " .. box.id:sub(1, 12) .. ": "

@@ -301,24 +301,39 @@ end
 -- runs (the Engine's resize comes too late for a command that asks at once).
 _M.SPAWN_TTY = 'echo $$; \\command stty cols "$1" rows "$2" 2>/dev/null; shift 2; exec "$@"'
 
--- Sends signal `sig` (a number) to the process `pid` that box:spawn
--- started and to everything it started: its session and process group
+-- Sends signal `sig` (a number) to the process `pid` (a number, or shell
+-- text that gives it) that box:spawn started and to everything it started: its session and process group
 -- (builtins only), and every other process whose environment carries its
 -- token (a daemon that left the session keeps it), as the box's user can
 -- see them (`tr` per process: busybox's grep stops at an environment's first
 -- NUL). A KILL is sent again while some process was found (one may fork
--- meanwhile).
+-- meanwhile). The shell that runs it is spared ($$: a watchdog in the
+-- process's session).
 function _M.proc_kill(pid, token, sig)
   return string_format('for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; '
     .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; __lk_s=; '
     .. '\\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; __lk_g=${__lk_s##*) }; '
     .. '__lk_g=${__lk_g#* }; __lk_g=${__lk_g#* }; __lk_g=${__lk_g%%%% *}; %s; '
-    .. 'case " $__lk_g $__lk_s " in *" %d "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
-    .. '*) \\command [ "$__lk_p" = $$ ] || case " $(\\command tr "\\000" " " <"$__lk_d/environ" 2>/dev/null) " in '
+    .. 'case " $__lk_p $__lk_g $__lk_s " in " $$ "*) ;; *" %s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
+    .. '*) case " $(\\command tr "\\000" " " <"$__lk_d/environ" 2>/dev/null) " in '
     .. '*" LOCKUP_PROC=%s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
     .. '\\command [ -z "$__lk_f" ] || \\command [ %d != 9 ] && break; done; '
     .. '\\unset __lk_i __lk_f __lk_d __lk_p __lk_s __lk_g',
-    SESSION_OF, pid, sig, token, sig, sig)
+    SESSION_OF, tostring(pid), sig, token, sig, sig)
+end
+
+-- A watchdog for box:spawn's `timeout`, started by the process's wrapper
+-- before the command: a shell of its own in the process's session (so
+-- that proc:kill ends it too), its output away from the exec's stream, that
+-- looks every second whether the process still runs and, `seconds` after
+-- the start, kills it and all it started (proc_kill). The timeout holds
+-- whether or not the host calls anything meanwhile.
+function _M.watchdog(shell_path, seconds, token)
+  local whole = math.floor(seconds)
+  local text = string_format('__lk_n=%d; while \\command [ $__lk_n -gt 0 ]; do \\command kill -0 $1 2>/dev/null || exit 0; '
+    .. '\\command sleep 1; __lk_n=$((__lk_n - 1)); done; \\command sleep %.3f; '
+    .. '\\command kill -0 $1 2>/dev/null || exit 0; %s', whole, seconds - whole, _M.proc_kill("$1", token, 9))
+  return string_format("%s -c '%s' lockup-watchdog $$ </dev/null >/dev/null 2>&1 & ", shell_path, text)
 end
 
 -- Lists the box's processes: the lister's own pid on the first line, then,
