@@ -469,7 +469,8 @@ function _M.spawn(box, cmd, opts)
   local env = exec.env_list(opts.env, "spawn") or {}
   env[#env + 1] = "LOCKUP_PROC=" .. token
   local body = {
-    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Cmd = argv_of(box, cmd, opts, token), Env = env,
+    AttachStdin = true, AttachStdout = true, AttachStderr = true, Tty = tty, Env = env,
+    Cmd = argv_of(box, cmd, opts, token),
     WorkingDir = opts.workdir, User = opts.user or box.user,
   }
   local fail = "spawn in box " .. box.id:sub(1, 12) .. ": "

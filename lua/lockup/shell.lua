@@ -314,7 +314,8 @@ function _M.proc_kill(pid, token, sig)
     .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; __lk_s=; '
     .. '\\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; __lk_g=${__lk_s##*) }; '
     .. '__lk_g=${__lk_g#* }; __lk_g=${__lk_g#* }; __lk_g=${__lk_g%%%% *}; %s; '
-    .. 'case " $__lk_p $__lk_g $__lk_s " in " $$ "*) ;; *" %s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
+    .. 'case " $__lk_p $__lk_g $__lk_s " in " $$ "*) ;; '
+    .. '*" %s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
     .. '*) case " $(\\command tr "\\000" " " <"$__lk_d/environ" 2>/dev/null) " in '
     .. '*" LOCKUP_PROC=%s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
     .. '\\command [ -z "$__lk_f" ] || \\command [ %d != 9 ] && break; done; '
@@ -330,8 +331,9 @@ end
 -- whether or not the host calls anything meanwhile.
 function _M.watchdog(shell_path, seconds, token)
   local whole = math.floor(seconds)
-  local text = string_format('__lk_n=%d; while \\command [ $__lk_n -gt 0 ]; do \\command kill -0 $1 2>/dev/null || exit 0; '
-    .. '\\command sleep 1; __lk_n=$((__lk_n - 1)); done; \\command sleep %.3f; '
+  local text = string_format('__lk_n=%d; while \\command [ $__lk_n -gt 0 ]; do '
+    .. '\\command kill -0 $1 2>/dev/null || exit 0; \\command sleep 1; __lk_n=$((__lk_n - 1)); done; '
+    .. '\\command sleep %.3f; '
     .. '\\command kill -0 $1 2>/dev/null || exit 0; %s', whole, seconds - whole, _M.proc_kill("$1", token, 9))
   return string_format("%s -c '%s' lockup-watchdog $$ </dev/null >/dev/null 2>&1 & ", shell_path, text)
 end
