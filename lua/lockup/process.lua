@@ -517,7 +517,7 @@ function _M.processes(box)
   for proc in pairs(box.procs) do by_pid[proc.pid] = proc end
   for record in (records or ""):gmatch("\2([^\2]*)") do
     local stat, cmdline = record:match("^([^\n]*)\n(.*)$")
-    local pid, name, fields = (stat or ""):match("^(%d+) %((.*)%) (.*)$")
+    local pid, name, fields = (stat or ""):match("^ *(%d+) %((.*)%) (.*)$")
     local state, ppid, pgid, sid = (fields or ""):match("^(%S+) (%d+) (%d+) (%d+)")
     if sid and not own:find(" " .. pid .. " ", 1, true) then
       local argv = {}

@@ -241,6 +241,13 @@ _M.BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command echo ${__lk_
   .. "{ \\command printf '%s ' $__lk_a; \\command ulimit -S -$__lk_a; }; "
   .. "done; \\unset __lk_a __lk_b __lk_i __lk_bad __lk_modes; \\command echo --; \\command export -p"
 
+-- A process's /proc/N/stat (N's directory in __lk_d) into __lk_s, its lines
+-- joined: the command's name is the process's own to set, newlines too, and
+-- the first line alone could be a forged one. The real fields follow the
+-- last ") ". Quiet for a process that is gone (2>/dev/null first: it must
+-- apply to the failed open).
+local READ_STAT = '__lk_s=; while \\command read -r __lk_l; do __lk_s="$__lk_s $__lk_l"; done 2>/dev/null <"$__lk_d/stat"'
+
 -- A process's session id from its /proc/N/stat line in __lk_s (the fields
 -- after the command's name, which may hold spaces and parentheses: state,
 -- ppid, pgrp, session), with builtins only.
@@ -257,10 +264,10 @@ local SESSION_OF = '__lk_s=${__lk_s##*) }; __lk_s=${__lk_s#* }; __lk_s=${__lk_s#
 local SWEEP = '__lk_nf=; case $- in *f*) __lk_nf=1; \\command set +f;; esac; __lk_k=" %s "; __lk_v="%s"; '
   .. 'for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; for __lk_d in /proc/[0-9]*; do '
   .. '__lk_p=${__lk_d#/proc/}; case $__lk_k in *" $__lk_p "*) ;; *) __lk_s=; '
-  .. 'if \\command [ -n "$__lk_v" ]; then \\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; %s; fi; '
+  .. 'if \\command [ -n "$__lk_v" ]; then ' .. READ_STAT .. '; %s; fi; '
   .. 'case $__lk_v in *" $__lk_s "*) ;; *) \\command kill -9 "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
   .. '\\command [ -z "$__lk_f" ] && break; done; '
-  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; \\unset __lk_k __lk_v __lk_s __lk_i __lk_f __lk_d __lk_p __lk_nf'
+  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; \\unset __lk_k __lk_v __lk_s __lk_l __lk_i __lk_f __lk_d __lk_p __lk_nf'
 
 local function words(list)
   return (list:gsub("^ +", ""):gsub(" +$", ""))
@@ -290,11 +297,11 @@ _M.SPAWN_RELAYED = '__lk_f="${TMPDIR:-/tmp}/.lockup-stdin-$$"; mkfifo -m 600 "$_
 -- before the end is lost; at the latest after `tries` looks 10 ms apart
 -- (the process does not read: then what is left is dropped).
 function _M.relay_end(relay, sent, tries)
-  return string_format('__lk_i=0; while \\command [ $__lk_i -lt %d ]; do __lk_w=0; '
+  return string_format('__lk_i=0; while \\command [ $__lk_i -lt %d ] && \\command [ -e /proc/%d ]; do __lk_w=0; '
     .. 'while \\command read -r __lk_k __lk_v; do case $__lk_k in wchar:) __lk_w=$__lk_v;; esac; done '
-    .. '</proc/%d/io 2>/dev/null; \\command [ "$__lk_w" -ge %d ] && break; \\command sleep 0.01; '
+    .. '2>/dev/null </proc/%d/io; \\command [ "$__lk_w" -ge %d ] && break; \\command sleep 0.01; '
     .. '__lk_i=$((__lk_i + 1)); done; \\command kill %d 2>/dev/null; \\unset __lk_i __lk_w __lk_k __lk_v',
-    tries, relay, sent, relay)
+    tries, relay, relay, sent, relay)
 end
 
 -- The same on a terminal of $1 columns and $2 rows, set before the command
@@ -311,15 +318,14 @@ _M.SPAWN_TTY = 'echo $$; \\command stty cols "$1" rows "$2" 2>/dev/null; shift 2
 -- process's session).
 function _M.proc_kill(pid, token, sig)
   return string_format('for __lk_i in 1 2 3 4 5 6 7 8; do __lk_f=; '
-    .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; __lk_s=; '
-    .. '\\command read -r __lk_s <"$__lk_d/stat" 2>/dev/null; __lk_g=${__lk_s##*) }; '
+    .. 'for __lk_d in /proc/[0-9]*; do __lk_p=${__lk_d#/proc/}; ' .. READ_STAT .. '; __lk_g=${__lk_s##*) }; '
     .. '__lk_g=${__lk_g#* }; __lk_g=${__lk_g#* }; __lk_g=${__lk_g%%%% *}; %s; '
     .. 'case " $__lk_p $__lk_g $__lk_s " in " $$ "*) ;; '
     .. '*" %s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; '
-    .. '*) case " $(\\command tr "\\000" " " <"$__lk_d/environ" 2>/dev/null) " in '
+    .. '*) case " $(\\command tr "\\000" " " 2>/dev/null <"$__lk_d/environ") " in '
     .. '*" LOCKUP_PROC=%s "*) \\command kill -%d "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
     .. '\\command [ -z "$__lk_f" ] || \\command [ %d != 9 ] && break; done; '
-    .. '\\unset __lk_i __lk_f __lk_d __lk_p __lk_s __lk_g',
+    .. '\\unset __lk_i __lk_f __lk_d __lk_p __lk_s __lk_l __lk_g',
     SESSION_OF, tostring(pid), sig, token, sig, sig)
 end
 
@@ -339,9 +345,11 @@ function _M.watchdog(shell_path, seconds, token)
 end
 
 -- Lists the box's processes: the lister's own pid on the first line, then,
--- per process, \2, its /proc/N/stat line and its command line (NUL-separated).
-_M.PROCESSES = '\\command printf "%s\\n" $$; for __lk_d in /proc/[0-9]*; do \\command printf "\\002"; '
-  .. '\\command cat "$__lk_d/stat" "$__lk_d/cmdline" 2>/dev/null; done; \\unset __lk_d'
+-- per process, \2, its /proc/N/stat on one line (READ_STAT) and its command
+-- line (NUL-separated).
+_M.PROCESSES = '\\command printf "%s\\n" $$; for __lk_d in /proc/[0-9]*; do ' .. READ_STAT .. '; '
+  .. '\\command printf "\\002%s\\n" "$__lk_s"; \\command cat "$__lk_d/cmdline" 2>/dev/null; done; '
+  .. '\\unset __lk_d __lk_s __lk_l'
 
 -- The text of a new session shell's first step of lockup's own (see
 -- lockup.session's prepare): with `probe`, SHELL_PROBE's line first; the
