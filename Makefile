@@ -50,7 +50,7 @@ ALL_SPECS := $(sort $(wildcard spec/*_spec.lua))
 LANE_SPECS := spec/engine_spec.lua spec/faults_spec.lua spec/hostile_spec.lua \
 	spec/inmate_limits_spec.lua spec/inmate_pool_spec.lua spec/inmate_spec.lua spec/lane_spec.lua \
 	spec/lifecycle_spec.lua spec/meter_spec.lua spec/pause_spec.lua spec/planted_spec.lua spec/pool_spec.lua \
-	spec/reset_spec.lua spec/run_spec.lua spec/shells_spec.lua
+	spec/process_spec.lua spec/reset_spec.lua spec/run_spec.lua spec/shells_spec.lua
 # Specs of Lua code that never reaches the C core: AddressSanitizer has
 # nothing to watch there.
 PURE_LUA_SPECS := spec/codec_spec.lua spec/compat_spec.lua spec/portable_spec.lua spec/progress_spec.lua spec/shell_spec.lua \
@@ -99,12 +99,12 @@ test-tls: $(BUILD)/lockup/core.so
 # does not answer (with a containers.conf of its own) and loads the test
 # images from the Docker Engine. A subset that covers every feature (a box's
 # defaults, steps, exec with stdin, files, image builds, inmates, lifecycle and
-# prune, warm pools, both lanes' own specs), once, on the lane lockup picks there (fifo);
+# prune, warm pools, processes, both lanes' own specs), once, on the lane lockup picks there (fifo);
 # the daemon-killing spec/faults_spec.lua stays Docker's.
 PODMAN_SOCK  ?= /run/podman/podman.sock
 PODMAN_SPECS := spec/engine_spec.lua spec/run_spec.lua spec/lifecycle_spec.lua spec/lane_spec.lua \
 	spec/files_spec.lua spec/image_spec.lua spec/inmate_spec.lua spec/pool_spec.lua spec/meter_spec.lua \
-	spec/pause_spec.lua spec/reset_spec.lua spec/commit_spec.lua
+	spec/pause_spec.lua spec/reset_spec.lua spec/commit_spec.lua spec/process_spec.lua
 test-podman: $(BUILD)/lockup/core.so
 	PODMAN_SOCK=$(PODMAN_SOCK) ./scripts/podman.sh
 	DOCKER_HOST=unix://$(PODMAN_SOCK) $(BUSTED) --exclude-tags=nginx,slow $(PODMAN_SPECS)

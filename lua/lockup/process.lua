@@ -6,9 +6,11 @@
 -- cosockets inside nginx.
 --
 -- Flow control is the connection's. Output nobody has read is held, up to
--- max_output bytes per stream; while a stream holds that much, lockup stops
--- reading the connection, the process blocks on its next write, and a write
--- to its stdin then waits (up to its timeout): nothing is buffered without
+-- max_output bytes per stream (and what one read of the connection brings
+-- past it, at most two slices); while a stream holds that much, lockup stops
+-- reading the connection, the process blocks on its next write, a write to
+-- its stdin then waits (up to its timeout), and a read of the other stream
+-- says which one to read: nothing is lost, and nothing is buffered without
 -- bound on either side. proc:wait collects what is left, as a step does: past
 -- max_output the process is killed and the result says "truncated".
 --
@@ -32,7 +34,6 @@ local now = core.monotime
 
 local _M = {}
 
-local SLICE = 65536 -- the most a pump hands over at once (LK_READ_CHUNK)
 local KILL_TIMEOUT = 10 -- seconds the kill itself may take
 local KILLED_GRACE = 2 -- seconds a killed process gets to close its output
 
@@ -94,13 +95,13 @@ local function signal(self, sig)
   return true
 end
 
--- A stream that went past what may be held, or whose callback wants no
--- more: its output is cut from then on, and, while proc:wait collects (as
--- for a step) or when a callback said so, the process is killed.
-local function cut(self, k, kill)
+-- A stream whose callback wants no more, or past max_output while
+-- proc:wait collects (as for a step): its output is cut from then on, and
+-- the process is killed.
+local function cut(self, k)
   self.truncated = true
   self.cuts[k] = true
-  if kill then self.kill_pending = true end
+  self.kill_pending = true
 end
 
 -- Hands stream k's new bytes to its callback, or holds them for a reader.
@@ -108,14 +109,14 @@ local function deliver(self, k, chunk)
   if self.cuts[k] then return end
   local callback = self.callbacks[k]
   if callback then
-    if callback(chunk) == false then cut(self, k, true) end
+    if callback(chunk) == false then cut(self, k) end
     return
   end
   local h = self.held[k]
   local room = self.cap - h.n
-  if #chunk > room then
+  if self.collecting and #chunk > room then
     chunk = chunk:sub(1, room)
-    cut(self, k, self.collecting)
+    cut(self, k)
   end
   if #chunk > 0 then
     h[#h + 1] = chunk
@@ -161,11 +162,11 @@ local function turn(self, until_)
   return true
 end
 
--- Does stream k hold as much as may wait for a reader (less one slice, which
--- the next read may bring)?
-local function full(self)
-  local limit = math_max(0, self.cap - SLICE)
-  return self.held[1].n > limit or self.held[2].n > limit
+-- Does stream k (either, without k) hold as much as may wait for a reader?
+-- Then the connection is not read until a reader takes some.
+local function full(self, k)
+  if not k then return full(self, 1) or full(self, 2) end
+  return self.held[k].n >= self.cap
 end
 
 -- Past the process's own deadline (spawn's timeout), or a cut that asks for
@@ -257,11 +258,11 @@ local function read_format(what, fname)
   return f
 end
 
--- The timeout of a call on the process: `timeout`, or the box's.
-local function until_of(self, timeout, fname)
+-- The timeout of a call on the process (its argument #n): `timeout`, or the box's.
+local function until_of(self, timeout, fname, n)
   if timeout == nil then return now() + self.box.timeout end
   if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-    error(string_format("bad argument #2 to '%s' (a timeout in seconds expected, got %s)", fname,
+    error(string_format("bad argument #%d to '%s' (a timeout in seconds expected, got %s)", n, fname,
       tostring(timeout)), 3)
   end
   return now() + timeout
@@ -269,7 +270,7 @@ end
 
 local function read(self, k, what, timeout, fname)
   what = read_format(what, fname)
-  local until_ = until_of(self, timeout, fname)
+  local until_ = until_of(self, timeout, fname, 2)
   if k == 2 and self.tty then
     error("'" .. fname .. "': a terminal has one stream (stdout and stderr merged): read it with proc:read", 3)
   end
@@ -278,14 +279,21 @@ local function read(self, k, what, timeout, fname)
       k == 1 and "on_stdout" or "on_stderr"), 3)
   end
   begin_read(self, fname)
-  local h, got = self.held[k], nil
+  local h, got, blocked = self.held[k], nil, false
   local ok, done = pcall(drive, self, function()
-    got = satisfy(h, what, self.tty, self.eof)
-    return got ~= nil
+    -- a stream that holds all it may gives what it has (a long line in parts)
+    got = satisfy(h, what, self.tty, self.eof or full(self, k))
+    blocked = not got and full(self, 3 - k)
+    return got ~= nil or blocked
   end, until_)
   self.reading = false
   if not ok then error(done, 0) end
   if got then return got end
+  if blocked then
+    return nil, string_format("the process's %s holds max_output (%d bytes) nobody has read, and waits: read it "
+      .. "(proc:%s) or spawn with %s", k == 1 and "stderr" or "stdout", self.cap,
+      k == 1 and "read_stderr" or "read", k == 1 and "on_stderr" or "on_stdout")
+  end
   if self.eof then
     got = satisfy(h, what, self.tty, true)
     if got then return got end
@@ -297,29 +305,36 @@ end
 -- proc:read([what [, timeout]]) -> string | nil, "eof" | nil, "timeout": the
 -- next of stdout: "any" (default: what is there, once something is),
 -- "line" (or "l", without its newline), "L" (with it), "all" (to the end),
--- or a count of bytes (fewer only at the end).
+-- or a count of bytes (fewer only at the end). A stream holding max_output
+-- gives what it holds (a longer line comes in parts); while the other
+-- stream holds that much unread, nil, err says to read that one.
 function Proc:read(what, timeout) return read(self, 1, what, timeout, "read") end
 -- proc:read_stderr([what [, timeout]]): the same for stderr.
 function Proc:read_stderr(what, timeout) return read(self, 2, what, timeout, "read_stderr") end
 
--- proc:write(data [, timeout]) -> true | nil, err: sends data to the
--- process's stdin. While the process does not read it, the call waits (its
--- output is read meanwhile, within max_output); past the timeout it
--- returns nil, "timeout: ...", with the count of bytes sent.
-function Proc:write(data, timeout)
-  if type(data) ~= "string" then
-    error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
-  end
-  local until_ = until_of(self, timeout, "write")
-  if self.stdin_closed then return nil, "its stdin is closed (proc:close_stdin())" end
-  if self.eof then return nil, "the process has ended" end
-  local i = 1
+local TLS_RECORD = 16384 -- the most one send over TLS may leave half-sent
+
+-- Sends data on the lane until all of it is taken or `until_` passes,
+-- reading output meanwhile (within max_output) so that a process that
+-- writes while it reads cannot stall both. Returns the count of bytes
+-- taken, and nil, "ended" or "timeout". Over TLS a send that would block
+-- must be made again with the same bytes (OpenSSL's rule), so it goes a
+-- record at a time, and a record a timeout leaves half-sent is owed
+-- (self.owed, counted as taken): the next write or close_stdin sends it
+-- first.
+local function send(self, data, until_)
+  local i, tls, chunk = 1, self.lane.tls, nil
   while i <= #data do
-    local n = self.lane:send(data, i)
-    if n == nil then return nil, "the process has ended (its stdin is gone)", i - 1 end
+    -- over TLS the very same string until it is taken (OpenSSL checks the buffer's address too)
+    if tls and not chunk then
+      chunk = (i == 1 and #data <= TLS_RECORD) and data or data:sub(i, i + TLS_RECORD - 1)
+    end
+    local n = self.lane:send(chunk or data, chunk and 1 or i)
+    if n == nil then return i - 1, "ended" end
     if n then
       i = i + n
       self.sent = self.sent + n
+      chunk = nil
     else
       enforce(self)
       local reads = not self.reading and not full(self)
@@ -329,14 +344,49 @@ function Proc:write(data, timeout)
         self.reading = false
         if not ok then error(err, 0) end
       end
-      if self.eof then return nil, "the process has ended", i - 1 end
+      if self.eof then return i - 1, "ended" end
       if now() >= until_ then
-        return nil, string_format("timeout: the process did not read its stdin in time (%d of %d bytes sent)%s",
-          i - 1, #data, full(self) and "; its output waits to be read (proc:read)" or ""), i - 1
+        if not tls then return i - 1, "timeout" end
+        self.owed = chunk
+        return i - 1 + #chunk, "timeout"
       end
       self.lane:wait(reads and "rw" or "w", turn_until(self, until_))
     end
   end
+  return i - 1
+end
+
+-- Sends what a timed-out write left owed over TLS: true, or nil, why.
+local function pay_owed(self, until_)
+  local owed = self.owed
+  if not owed then return true end
+  self.owed = nil
+  local _, why = send(self, owed, until_)
+  return not why, why
+end
+
+local function write_failure(self, why, sent, size)
+  if why == "ended" then return nil, "the process has ended (its stdin is gone)", sent end
+  return nil, string_format("timeout: the process did not read its stdin in time (%d of %d bytes sent)%s",
+    sent, size, full(self) and "; its output waits to be read (proc:read)" or ""), sent
+end
+
+-- proc:write(data [, timeout]) -> true | nil, err, sent: sends data to the
+-- process's stdin. While the process does not read it, the call waits (its
+-- output is read meanwhile, within max_output); past the timeout it
+-- returns nil, "timeout: ...", with the count of bytes sent.
+function Proc:write(data, timeout)
+  if type(data) ~= "string" then
+    error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
+  end
+  local until_ = until_of(self, timeout, "write", 2)
+  if self.stdin_closed then return nil, "its stdin is closed (proc:close_stdin())" end
+  if self.eof then return nil, "the process has ended" end
+  local ok, why = pay_owed(self, until_)
+  if not ok then return write_failure(self, why, 0, #data) end
+  local sent
+  sent, why = send(self, data, until_)
+  if why then return write_failure(self, why, sent, #data) end
   return true
 end
 
@@ -352,7 +402,8 @@ function Proc:close_stdin()
   end
   self.stdin_closed = true
   if self.eof then return true end
-  local ok, err
+  local ok, err = pay_owed(self, now() + self.box.timeout)
+  if not ok then return nil, "closing stdin: the end of an earlier write could not be sent (" .. err .. ")" end
   if self.relay then
     local tries = math_max(1, math.floor(self.box.timeout * 100))
     ok, err = session.own(self.box, shell.relay_end(self.relay, self.sent, tries), now() + self.box.timeout + 1)
@@ -382,7 +433,7 @@ end
 -- The same result again on each later call.
 function Proc:wait(timeout)
   if self.result then return self.result end
-  local until_ = timeout ~= nil and until_of(self, timeout, "wait") or nil
+  local until_ = timeout ~= nil and until_of(self, timeout, "wait", 1) or nil
   begin_read(self, "wait")
   self.collecting = true
   local ok, ended = pcall(drive, self, function() return self.eof end, until_)
