@@ -611,9 +611,9 @@ describe("box:spawn", function()
       assert.is_true(now() - t0 < 4, "the read waited for its timeout")
       local n = 0
       while true do
-        local s, err = p:read("any", 5)
+        local s, rerr = p:read("any", 5)
         if not s then
-          assert.equal("eof", err)
+          assert.equal("eof", rerr)
           break
         end
         n = n + #s

@@ -246,7 +246,8 @@ _M.BASELINE = "\\command printf '%s\\n' \"${__lk_bad-}\"; \\command echo ${__lk_
 -- the first line alone could be a forged one. The real fields follow the
 -- last ") ". Quiet for a process that is gone (2>/dev/null first: it must
 -- apply to the failed open).
-local READ_STAT = '__lk_s=; while \\command read -r __lk_l; do __lk_s="$__lk_s $__lk_l"; done 2>/dev/null <"$__lk_d/stat"'
+local READ_STAT = '__lk_s=; while \\command read -r __lk_l; do __lk_s="$__lk_s $__lk_l"; done '
+  .. '2>/dev/null <"$__lk_d/stat"'
 
 -- A process's session id from its /proc/N/stat line in __lk_s (the fields
 -- after the command's name, which may hold spaces and parentheses: state,
@@ -267,7 +268,8 @@ local SWEEP = '__lk_nf=; case $- in *f*) __lk_nf=1; \\command set +f;; esac; __l
   .. 'if \\command [ -n "$__lk_v" ]; then ' .. READ_STAT .. '; %s; fi; '
   .. 'case $__lk_v in *" $__lk_s "*) ;; *) \\command kill -9 "$__lk_p" 2>/dev/null && __lk_f=1;; esac;; esac; done; '
   .. '\\command [ -z "$__lk_f" ] && break; done; '
-  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; \\unset __lk_k __lk_v __lk_s __lk_l __lk_i __lk_f __lk_d __lk_p __lk_nf'
+  .. '\\command [ -n "$__lk_nf" ] && \\command set -f; '
+  .. '\\unset __lk_k __lk_v __lk_s __lk_l __lk_i __lk_f __lk_d __lk_p __lk_nf'
 
 local function words(list)
   return (list:gsub("^ +", ""):gsub(" +$", ""))
@@ -331,7 +333,9 @@ end
 
 -- A watchdog for box:spawn's `timeout`, started by the process's wrapper
 -- before the command: a shell of its own in the process's session (so
--- that proc:kill ends it too), its output away from the exec's stream, that
+-- that proc:kill ends it too), not the command's child (a subshell starts
+-- it and exits: PID 1 adopts it, so that a command that waits for any child
+-- never waits for it), its output away from the exec's stream, that
 -- looks every second whether the process still runs and, `seconds` after
 -- the start, kills it and all it started (proc_kill). The timeout holds
 -- whether or not the host calls anything meanwhile.
@@ -341,7 +345,7 @@ function _M.watchdog(shell_path, seconds, token)
     .. '\\command kill -0 $1 2>/dev/null || exit 0; \\command sleep 1; __lk_n=$((__lk_n - 1)); done; '
     .. '\\command sleep %.3f; '
     .. '\\command kill -0 $1 2>/dev/null || exit 0; %s', whole, seconds - whole, _M.proc_kill("$1", token, 9))
-  return string_format("%s -c '%s' lockup-watchdog $$ </dev/null >/dev/null 2>&1 & ", shell_path, text)
+  return string_format("(%s -c '%s' lockup-watchdog $$ </dev/null >/dev/null 2>&1 &); ", shell_path, text)
 end
 
 -- Lists the box's processes: the lister's own pid on the first line, then,

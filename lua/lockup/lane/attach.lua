@@ -27,7 +27,8 @@ function lane_mt.__tostring(self) return "lockup.lane.attach (" .. tostring(self
 function _M.wrap(conn)
   if conn.pump then return require("lockup.lane.cosocket").wrap(conn) end
   local fd = conn:fd()
-  return setmetatable({ conn = conn, tls = conn:tls(), sets = { r = { fd, "r" }, w = { fd, "w" }, rw = { fd, "rw" } } }, lane_mt)
+  local sets = { r = { fd, "r" }, w = { fd, "w" }, rw = { fd, "rw" } }
+  return setmetatable({ conn = conn, tls = conn:tls(), sets = sets }, lane_mt)
 end
 
 -- After create, before start: attaches to the container's stdio. Returns the
