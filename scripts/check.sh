@@ -71,9 +71,13 @@ suite "specs over TLS" make --no-print-directory test-tls
 suite "specs against Podman" make --no-print-directory test-podman
 suite "specs under ASan+UBSan" make --no-print-directory test-asan
 suite "specs under LuaJIT 2.1" make --no-print-directory test-luajit
-# A short fuzz run per parser: replays the kept corpus, then explores a little.
-for parser in demux sentinel output http frame cgroup; do
-    step "fuzz $parser (${CHECK_FUZZ_SECONDS:-15} s)" make --no-print-directory "fuzz-$parser" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
+# A short fuzz run per parser: replays the kept corpus, then explores a
+# little; two at a time, one per core (each fuzzer is one process).
+step "fuzz-build" make --no-print-directory fuzz-build
+for pair in "demux sentinel" "output http" "frame cgroup"; do
+    set -- $pair
+    step "fuzz $1, $2 (${CHECK_FUZZ_SECONDS:-15} s each, side by side)" make --no-print-directory -j2 \
+        "fuzz-$1" "fuzz-$2" FUZZ_SECONDS="${CHECK_FUZZ_SECONDS:-15}"
 done
 
 # Leftovers would mean a leak the specs did not see.

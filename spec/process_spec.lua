@@ -883,6 +883,23 @@ describe("box:spawn", function()
       assert.is_true(p:kill()) -- ended
     end)
 
+    it("a box dropped with its processes running is collected, and its container goes away", function()
+      -- nothing refers to the box or its processes once this returns (they
+      -- hold each other: all of them go together)
+      local function dropped()
+        local box = assert(helper.docker():start { image = helper.IMAGE, runtime = helper.RUNTIME })
+        assert(box:spawn({ "sleep", "1000" }))
+        assert(box:spawn("cat"))
+        return box.id
+      end
+      local id = dropped()
+      collectgarbage()
+      collectgarbage()
+      local gone = helper.eventually(function() return not helper.exists(id) end, 15)
+      if not gone then helper.remove(id) end
+      assert.is_truthy(gone, "container " .. id .. " still there 15 s after its box was collected")
+    end)
+
     it("its box goes away when its Lua process is killed (SIGKILL) while it runs", function()
       local code = ([[
         io.stdout:setvbuf("no")

@@ -30,6 +30,7 @@ local compat = require "lockup.compat"
 local type, error, tostring, tonumber, setmetatable, pcall, ipairs, pairs =
   type, error, tostring, tonumber, setmetatable, pcall, ipairs, pairs
 local string_format, table_concat, math_min, math_max = string.format, table.concat, math.min, math.max
+local table_remove, table_insert = table.remove, table.insert
 local now = core.monotime
 
 local _M = {}
@@ -65,26 +66,42 @@ local function signal_number(sig)
   return n
 end
 
--- Output held for a reader: a list of chunks and their size.
-local function held_new() return { n = 0 } end
+-- Output held for a reader: a list of chunks, their size (n), and how far a
+-- search for a newline got (the chunks before `scan`, `seen` bytes, hold
+-- none), so that reading a line or a few bytes costs what it takes, not
+-- what is held.
+local function held_new() return { n = 0, scan = 1, seen = 0 } end
 
-local function held_flat(h)
-  if #h > 1 then
-    local s = table_concat(h)
-    for i = #h, 1, -1 do h[i] = nil end
-    h[1] = s
-  end
-  return h[1] or ""
+local function held_add(h, chunk)
+  h[#h + 1] = chunk
+  h.n = h.n + #chunk
 end
 
--- Takes the first `n` bytes of h (all of them without n).
+-- Takes the first `n` bytes of h (all of them without n), from its front chunks.
 local function held_take(h, n)
-  local s = held_flat(h)
-  n = n or #s
-  local taken = s:sub(1, n)
-  h[1] = n < #s and s:sub(n + 1) or nil
-  h.n = #s - #taken
-  return taken
+  local parts, got = {}, 0
+  n = math_min(n or h.n, h.n)
+  while got < n do
+    local c = table_remove(h, 1)
+    if got + #c > n then
+      table_insert(h, 1, c:sub(n - got + 1))
+      c = c:sub(1, n - got)
+    end
+    parts[#parts + 1] = c
+    got = got + #c
+  end
+  h.n, h.scan, h.seen = h.n - n, 1, 0
+  return table_concat(parts)
+end
+
+-- Where the first newline held is (a byte offset), or nil.
+local function held_newline(h)
+  for j = h.scan, #h do
+    local i = h[j]:find("\n", 1, true)
+    if i then return h.seen + i end
+    h.scan, h.seen = j + 1, h.seen + #h[j]
+  end
+  return nil
 end
 
 -- Asks the box to send signal `sig` to the process and all it started.
@@ -118,10 +135,7 @@ local function deliver(self, k, chunk)
     chunk = chunk:sub(1, room)
     cut(self, k)
   end
-  if #chunk > 0 then
-    h[#h + 1] = chunk
-    h.n = h.n + #chunk
-  end
+  if #chunk > 0 then held_add(h, chunk) end
 end
 
 -- The first line of stdout is the process's pid (shell.SPAWN); the rest is
@@ -233,8 +247,7 @@ local function satisfy(h, what, tty, ended)
   elseif type(what) == "number" then
     if h.n >= what or (ended and h.n > 0) then return held_take(h, what) end
   else -- a line, with its newline ("L") or without ("l")
-    local s = held_flat(h)
-    local i = s:find("\n", 1, true)
+    local i = held_newline(h)
     if i then
       local line = held_take(h, i)
       if what == "l" then line = line:sub(1, tty and line:sub(-2) == "\r\n" and -3 or -2) end

@@ -154,9 +154,14 @@ function _M.own(box, text, until_)
   return r, err
 end
 
--- The sweep as a step in the session shell (the box's lock held): true, or nil, err.
+-- The sweep as a step in the session shell (the box's lock held): true, or
+-- nil, err. After a step PID 1 was asked to sweep for (box.poked), it first
+-- waits for that sweep to be over, so that it cannot reach the next step.
 local function sweep_in_session(box, until_)
-  local r, err = own_step(box, sweep_text(box, true), until_)
+  local text = sweep_text(box, true)
+  if box.poked then text = shell.lifeline_idle(box.lifeline_pids, box.shell_pid) .. "; " .. text end
+  box.poked = nil
+  local r, err = own_step(box, text, until_)
   if not r then return nil, err end
   return true
 end
@@ -181,6 +186,7 @@ local function busy_overrun(box)
   return function(until_)
     if box.dead or not box.lifeline_pids then return end
     if poke_sweeps(box) then
+      box.poked = true
       box.lane:poke()
     else
       sweep_by_exec(box, until_)
@@ -206,6 +212,7 @@ function _M.kill_processes(box)
   local until_ = now() + 10
   if box.lock.owner then
     if poke_sweeps(box) then
+      box.poked = true
       local ok, err = box.lane:poke()
       if ok == nil then return nil, "killing the box's processes: " .. err end
       return true
@@ -316,7 +323,7 @@ function _M.run(box, cmd, opts)
   if source or not opts.stdin then
     st, err = step_run(box, shell.command_line, cmd, source, opts, deadline, out, busy_overrun(box))
   end
-  if st == "exit" and step.overran(out) then
+  if st == "exit" and (step.overran(out) or box.poked) then
     -- the busy session's sweep (PID 1's, or the exec's on the attach lane,
     -- which its own deadline may cut short) can still be going when the
     -- step ends: the session's own finishes it, so that nothing of the step

@@ -45,6 +45,9 @@ local ATTACH = table_concat({
 -- A step's `kill -9 -1` spares PID 1 and the session shell (its caller) and
 -- kills the watcher: PID 1 starts another on the same fd 3, so the box goes on
 -- and the lifeline holds (a new watcher of a closed `life` reads EOF at once).
+-- A zombie does not count as found (kill succeeds on one until its parent
+-- reaps it): the sweep ends as soon as the living are gone, not after its
+-- eight rounds, which would kill what the next step starts meanwhile.
 -- PID 1 waits for the watcher, and wakes when either ends: SIGCHLD breaks the
 -- wait in dash and busybox; bash's `wait -n` waits for the next job instead
 -- (and has no CHLD trap, which would break the wait for the shell's code).
@@ -54,7 +57,8 @@ local FIFO = table_concat({
   'exec 9>&2 2>/dev/null 3</.lockup/life',
   's= w=',
   'trap \'for i in 1 2 3 4 5 6 7 8; do f=; for d in /proc/[0-9]*; do p=${d#/proc/}; '
-    .. 'case " 1 $s $w " in *" $p "*) ;; *) kill -9 "$p" && f=1;; esac; done; [ -z "$f" ] && break; done\' USR1',
+    .. 'case " 1 $s $w " in *" $p "*) ;; *) l=; while read -r x; do l="$l $x"; done <"$d/stat"; '
+    .. 'case ${l##*) } in Z*|"") ;; *) kill -9 "$p" && f=1;; esac;; esac; done; [ -z "$f" ] && break; done\' USR1',
   '{ while read -r _; do kill -USR1 1; done <&3; } & w=$!',
   '"$0" </.lockup/in >/.lockup/out 2>/.lockup/err 9>&- 3<&- & s=$!',
   '[ -n "$BASH_VERSION" ] || trap : CHLD',
@@ -278,6 +282,21 @@ end
 function _M.sweep(pids, spare)
   spare = spare and words(spare) or ""
   return string_format(SWEEP, words(pids), spare ~= "" and (" " .. spare .. " ") or "", SESSION_OF)
+end
+
+-- Waits (a bounded busy loop of builtins: it must work when a fork bomb
+-- holds every pid) until PID 1 and the lifeline's other processes but the
+-- session shell (`shell_pid`) are asleep and PID 1 has no SIGUSR1 pending:
+-- the sweep that a word to PID 1 asked for is over, and cannot kill what
+-- the next step starts (lockup.session, after a step it poked).
+function _M.lifeline_idle(pids, shell_pid)
+  return string_format('__lk_i=0; while \\command [ $__lk_i -lt 2000 ]; do __lk_b=; for __lk_p in %s; do '
+    .. 'case $__lk_p in %d) ;; *) __lk_d=/proc/$__lk_p; %s; '
+    .. 'case ${__lk_s##*) } in S*|"") ;; *) __lk_b=1;; esac;; esac; done; '
+    .. 'while \\command read -r __lk_k __lk_v; do case $__lk_k:$__lk_v in ShdPnd:*[2367abef]??|SigPnd:*[2367abef]??) '
+    .. '__lk_b=1;; esac; done 2>/dev/null </proc/1/status; \\command [ -z "$__lk_b" ] && break; '
+    .. '__lk_i=$((__lk_i + 1)); done; \\unset __lk_i __lk_b __lk_p __lk_d __lk_s __lk_l __lk_k __lk_v',
+    words(pids), shell_pid, READ_STAT)
 end
 
 -- What box:spawn runs: the process's pid, as the first line of its stdout,
