@@ -37,6 +37,7 @@ build = {
     ["lockup.meter"] = "lua/lockup/meter.lua",
     ["lockup.mutex"] = "lua/lockup/mutex.lua",
     ["lockup.exec"] = "lua/lockup/exec.lua",
+    ["lockup.process"] = "lua/lockup/process.lua",
     ["lockup.lane.attach"] = "lua/lockup/lane/attach.lua",
     ["lockup.lane.fifo"] = "lua/lockup/lane/fifo.lua",
     ["lockup.lane.cosocket"] = "lua/lockup/lane/cosocket.lua",
