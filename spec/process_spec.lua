@@ -8,8 +8,7 @@
 -- backpressure and bounded output; bad input; independence from the box's
 -- steps, kill_processes and reset; coroutines; the process's end with its
 -- box or its Lua process; box:processes. Every box a test starts is stopped
--- by after_each, which also checks that no box was left behind. A test
--- under a "Bug:" comment shows a defect of lockup: it fails until fixed.
+-- by after_each, which also checks that no box was left behind.
 local lockup = require "lockup"
 local helper = require "helper"
 local now = require("lockup.core").monotime
@@ -553,10 +552,9 @@ describe("box:spawn", function()
       assert.equal(0, assert(p:wait(10)).code)
     end)
 
-    -- Bug: a pump hands over up to two 64 KiB slices, while proc:write
-    -- reads on as long as held output is a slice under max_output
-    -- (process.lua's `full`): what goes over the cap is dropped and the
-    -- stream is cut, instead of staying unread in the connection.
+    -- A pump may hand over up to two 64 KiB slices at once: what comes past
+    -- max_output while a write waits must stay held (or unread in the
+    -- connection), not be dropped.
     it("output that came in a burst while a write waited is not lost", function()
       local box = start()
       local p = spawn(box, "head -c 200000 /dev/zero; echo; exec sleep 100", { max_output = 65536 })
@@ -595,9 +593,9 @@ describe("box:spawn", function()
       assert.equal(0, #listed(box, { "yes" }))
     end)
 
-    -- Bug: while one stream is read, the other is read on past max_output
-    -- and what goes over is dropped (the stream is cut), instead of lockup
-    -- stopping to read it and the process waiting, as promised.
+    -- While one stream is read, the other must not be read on past
+    -- max_output and dropped: lockup stops reading, the process waits, and
+    -- the read says which stream to read.
     it("output of one stream is not lost while the other is read", function()
       local box = start()
       local size = 2000000
@@ -715,8 +713,7 @@ describe("box:spawn", function()
       assert.equal(0, assert(p:wait(10)).code)
     end)
 
-    -- Bug: wait's timeout, its first argument, is named "#2" (until_of's
-    -- message is read's and write's, where the timeout is the second).
+    -- wait's timeout is its first argument (read's and write's, the second).
     it("raises on a bad timeout to wait, naming it argument #1", function()
       local box = start()
       local p = spawn(box, { "sleep", "100" })
