@@ -21,10 +21,17 @@ end
 
 -- Ids of every container (running or not) labelled lockup.owner, sorted; with
 -- `owner` ("<host>/<pid>", see helper.owner), only those of that owner.
+-- Podman builds the list from each container's /proc: one that exits
+-- meanwhile fails the whole call (HTTP 500, "read /proc/N/cgroup: no such
+-- process"), so that answer is asked again.
 function helper.boxes(owner)
-  local status, list = helper.docker():request("GET", "/containers/json", {
-    query = { all = 1, filters = { label = { owner and (helper.LABEL .. "=" .. owner) or helper.LABEL } } },
-  })
+  local status, list
+  for _ = 1, 5 do
+    status, list = helper.docker():request("GET", "/containers/json", {
+      query = { all = 1, filters = { label = { owner and (helper.LABEL .. "=" .. owner) or helper.LABEL } } },
+    })
+    if status or not tostring(list):find("no such process", 1, true) then break end
+  end
   assert(status, list)
   local ids = {}
   for _, c in ipairs(list) do ids[#ids + 1] = c.Id end
